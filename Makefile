@@ -1,0 +1,55 @@
+# heartline - build, test, demo, bench and package.
+#
+#   make          build/libheartline.so and build/heartline
+#   make deps     install what building and testing need (idempotent)
+#   make test     everything under tests/, C tests under ASan and UBSan
+#   make demo     the embedded demo: fake Discord, slow model, 5 bots
+#   make check    style: clang-format over the C sources
+#   make package  the OpenClaw plugin tarball
+
+BUILD   ?= build
+LIB     := $(BUILD)/libheartline.so
+CC      ?= cc
+PKGS    := libwebsockets libcjson libcurl openssl
+CFLAGS  ?= -O2 -g
+WARN    := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+SRCS    := $(wildcard plugin/*.c)
+OBJS    := $(SRCS:plugin/%.c=$(BUILD)/obj/%.o)
+ASAN_OBJS := $(SRCS:plugin/%.c=$(BUILD)/asan/%.o)
+SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer
+
+NODE_ENV := . scripts/env.sh &&
+
+.PHONY: all deps test unit check demo bench package clean
+.SECONDARY:
+
+all: $(LIB) $(BUILD)/heartline
+
+$(BUILD)/obj/%.o: plugin/%.c plugin/internal.h include/heartline.h
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -Iinclude \
+		$(PKG_CFLAGS) -c $< -o $@
+
+$(LIB): $(OBJS)
+	$(CC) -shared -Wl,-z,defs -o $@ $(OBJS) $(PKG_LIBS) -lpthread
+
+# The same engine built with sanitizers, linked into the C tests.
+$(BUILD)/asan/%.o: plugin/%.c plugin/internal.h include/heartline.h
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -O1 -g $(SANITIZE) -Iinclude $(PKG_CFLAGS) -c $< -o $@
+
+-include host-shim/host-shim.mk
+include tests/tests.mk
+
+deps:
+	bash scripts/deps.sh
+
+check:
+	clang-format --dry-run --Werror plugin/*.c plugin/*.h include/*.h \
+		host-shim/*.c
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,76 @@
+/*
+ * heartline.h - the C ABI of libheartline.so, the only API it exports.
+ *
+ * An engine is a local Discord-compatible endpoint on 127.0.0.1 plus the
+ * upstream Discord gateway sessions and REST forwarding behind it, all run
+ * on the engine's own threads. A host (the OpenClaw shim, `heartline
+ * serve`, a test) starts engines, polls their status and logs, and stops
+ * them. Every call below returns at once, is safe from any host thread,
+ * and never calls back into the host. Several engines may live in one
+ * process; start and stop may repeat any number of times.
+ *
+ * Strings in and out are UTF-8 JSON. Output goes into buffers the caller
+ * owns, so a host needs no allocator of ours.
+ */
+#ifndef HEARTLINE_H
+#define HEARTLINE_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped whenever a declaration below changes meaning. */
+#define HL_ABI_VERSION 1
+
+#if defined(__GNUC__)
+#define HL_EXPORT __attribute__((visibility("default")))
+#else
+#define HL_EXPORT
+#endif
+
+typedef struct hl_engine hl_engine;
+
+/* Returns HL_ABI_VERSION as built into the library. */
+HL_EXPORT int hl_abi_version(void);
+
+/* Returns the library's version string, e.g. "0.1.0". Static storage. */
+HL_EXPORT const char *hl_version(void);
+
+/*
+ * Starts an engine from a JSON configuration (see README.md for the keys).
+ * On success returns the engine, listening and ready for connections.
+ * On failure returns NULL and writes a one-line message naming the
+ * offending field into err (always NUL-terminated when errlen > 0).
+ */
+HL_EXPORT hl_engine *hl_start(const char *config_json, char *err,
+                              size_t errlen);
+
+/*
+ * Stops an engine: upstream sessions are closed with a resumable code,
+ * threads are joined and all memory is released. NULL is ignored.
+ */
+HL_EXPORT void hl_stop(hl_engine *engine);
+
+/*
+ * Writes a JSON status snapshot into buf (NUL-terminated when it fits).
+ * Returns the snapshot's length without the NUL; when that is >= buflen
+ * the snapshot was cut and the call should be repeated with a larger buf.
+ */
+HL_EXPORT size_t hl_status(hl_engine *engine, char *buf, size_t buflen);
+
+/*
+ * Moves buffered log records into buf, one JSON object per line, as many
+ * whole records as fit; records that do not fit stay buffered. Returns the
+ * number of bytes written (0 when there is nothing to read). buf is
+ * NUL-terminated when buflen > 0. A record is at most 1 KiB, so a buffer
+ * of 4 KiB or more always makes progress.
+ */
+HL_EXPORT size_t hl_logs_drain(hl_engine *engine, char *buf, size_t buflen);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HEARTLINE_H */

@@ -1,0 +1,391 @@
+/*
+ * downstream.c - the gateway the host's Discord channel connects to.
+ *
+ * Net thread only. Each bot has one downstream session: an id we make up,
+ * a sequence counter, and the replay buffer of what was sent in it. The
+ * host's WebSocket binds to that session with IDENTIFY or RESUME, and may
+ * come and go as it likes: the upstream session is not touched by it.
+ *
+ * A downstream session begins when the upstream one does (READY). The
+ * first host connection to bind gets everything from READY on; a host
+ * that IDENTIFYs again later starts a fresh downstream session that opens
+ * with a READY and the guilds built from what we kept. When the upstream
+ * session is lost, the downstream one is invalidated (op 9) so the host
+ * never silently misses events. This side is lenient: a host that is late
+ * with its heartbeat keeps its connection.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define DOWN_HEARTBEAT_MS 41250
+
+static void close_down(hl_down *down, int code)
+{
+	down->close_code = code;
+	lws_callback_on_writable(down->wsi);
+}
+
+void hl_down_send(hl_down *down, const char *payload, size_t len)
+{
+	if (down->close_code || hl_msgq_push(&down->tx, payload, len, 0) != 0)
+		return;
+	lws_callback_on_writable(down->wsi);
+}
+
+static void send_text(hl_down *down, const char *text)
+{
+	hl_down_send(down, text, strlen(text));
+}
+
+static void unbind(hl_down *down)
+{
+	if (down->bot && down->bot->down == down)
+		down->bot->down = NULL;
+	down->bot = NULL;
+	down->identified = 0;
+}
+
+/* Makes down the bot's host connection, closing any older one. */
+static void bind_down(hl_bot *bot, hl_down *down)
+{
+	if (bot->down && bot->down != down) {
+		hl_down *old = bot->down;
+
+		unbind(old);
+		close_down(old, 4000);
+	}
+	if (down->bot && down->bot != bot)
+		unbind(down);
+	down->bot = bot;
+	down->identified = 1;
+	bot->down = down;
+}
+
+/* ---- the session -------------------------------------------------------- */
+
+void hl_down_session_new(hl_bot *bot)
+{
+	hl_random_hex(bot->ds_session, 16);
+	bot->ds_seq = 0;
+	bot->ds_bound = bot->down != NULL;
+	hl_replay_clear(&bot->replay, 1);
+}
+
+void hl_down_invalidate(hl_bot *bot)
+{
+	hl_down *down = bot->down;
+
+	hl_down_session_new(bot);
+	bot->ds_bound = 0;
+	if (down) {
+		send_text(down, "{\"op\":9,\"d\":false}");
+		unbind(down);
+	}
+}
+
+void hl_down_fatal(hl_bot *bot, int code)
+{
+	hl_down *down = bot->down;
+
+	if (down) {
+		unbind(down);
+		close_down(down, code);
+	}
+}
+
+/* READY as the host must see it: our session id, our origin to resume. */
+static void rewrite_ready(hl_bot *bot, cJSON *d)
+{
+	cJSON_DeleteItemFromObjectCaseSensitive(d, "session_id");
+	cJSON_AddStringToObject(d, "session_id", bot->ds_session);
+	cJSON_DeleteItemFromObjectCaseSensitive(d, "resume_gateway_url");
+	cJSON_AddStringToObject(d, "resume_gateway_url", bot->eng->ws_origin);
+}
+
+void hl_down_dispatch(hl_bot *bot, const char *t, cJSON *d)
+{
+	hl_buf b = { 0 };
+	char *dtext;
+
+	if (strcmp(t, "READY") == 0)
+		rewrite_ready(bot, d);
+	dtext = cJSON_PrintUnformatted(d);
+	if (dtext == NULL)
+		return;
+	bot->ds_seq++;
+	if (hl_buf_appendf(&b, "{\"op\":0,\"t\":\"%s\",\"s\":%lld,\"d\":%s}", t,
+			   (long long)bot->ds_seq, dtext) != 0) {
+		free(dtext);
+		hl_buf_free(&b);
+		return;
+	}
+	free(dtext);
+	if (bot->down && bot->down->identified) {
+		hl_down_send(bot->down, b.data, b.len);
+		bot->ds_bound = 1;
+	}
+	hl_replay_push(&bot->replay, b.data, b.len);
+}
+
+/* Sends everything after seq in the current session. */
+static void replay_after(hl_bot *bot, hl_down *down, int64_t seq)
+{
+	int64_t s;
+
+	for (s = seq + 1; s <= bot->ds_seq; s++) {
+		size_t len;
+		const char *p = hl_replay_at(&bot->replay, s, &len);
+
+		if (p)
+			hl_down_send(down, p, len);
+	}
+}
+
+/* A fresh session for a host that joins a running upstream session. */
+static void session_restart(hl_bot *bot)
+{
+	cJSON *ready = cJSON_Parse(bot->ready_d), *g;
+
+	hl_down_session_new(bot);
+	if (ready == NULL)
+		return;
+	hl_down_dispatch(bot, "READY", ready);
+	cJSON_Delete(ready);
+	cJSON_ArrayForEach(g, bot->guilds) {
+		hl_down_dispatch(bot, "GUILD_CREATE", g);
+	}
+}
+
+/* ---- ops from the host ------------------------------------------------ */
+
+static const char *bare_token(const char *token)
+{
+	return strncmp(token, "Bot ", 4) == 0 ? token + 4 : token;
+}
+
+static int parse_shard(cJSON *d, int shard[2])
+{
+	cJSON *s = cJSON_GetObjectItemCaseSensitive(d, "shard");
+
+	shard[0] = 0;
+	shard[1] = 1;
+	if (s == NULL)
+		return 0;
+	if (!cJSON_IsArray(s) || cJSON_GetArraySize(s) != 2)
+		return -1;
+	shard[0] = cJSON_GetArrayItem(s, 0)->valueint;
+	shard[1] = cJSON_GetArrayItem(s, 1)->valueint;
+	return shard[1] >= 1 && shard[0] >= 0 && shard[0] < shard[1] ? 0 : -1;
+}
+
+static void on_identify(hl_down *down, cJSON *d)
+{
+	hl_engine *eng = lws_context_user(lws_get_context(down->wsi));
+	cJSON *token = cJSON_GetObjectItemCaseSensitive(d, "token");
+	int shard[2];
+	hl_bot *bot;
+
+	if (!cJSON_IsString(token) || parse_shard(d, shard) != 0) {
+		hl_logf(eng->log, HL_WARN, "downstream identify malformed");
+		close_down(down, 4002);
+		return;
+	}
+	bot = hl_bot_find(eng, bare_token(token->valuestring), shard);
+	if (bot == NULL) {
+		cJSON *identify = cJSON_Duplicate(d, 1);
+
+		cJSON_DeleteItemFromObjectCaseSensitive(identify, "compress");
+		bot = hl_bot_new(eng, bare_token(token->valuestring), shard,
+				 identify);
+		if (bot == NULL) {
+			cJSON_Delete(identify);
+			close_down(down, 4000);
+			return;
+		}
+		hl_logf(eng->log, HL_INFO, "new bot bot=%s shard=%d/%d",
+			bot->token_hash, shard[0], shard[1]);
+		hl_up_start(bot);
+	}
+	if (bot->up_state == UP_FATAL) {
+		close_down(down, bot->fatal_code);
+		return;
+	}
+	bind_down(bot, down);
+	hl_logf(eng->log, HL_INFO, "downstream identify bot=%s joined=%d",
+		bot->token_hash, bot->ready_d != NULL);
+	if (bot->ready_d == NULL || bot->ds_seq == 0)
+		return; /* READY goes out when the upstream session is up */
+	if (bot->ds_bound || !hl_replay_covers(&bot->replay, 0))
+		session_restart(bot);
+	else
+		replay_after(bot, down, 0);
+	bot->ds_bound = 1;
+}
+
+static void on_resume(hl_down *down, cJSON *d)
+{
+	hl_engine *eng = lws_context_user(lws_get_context(down->wsi));
+	cJSON *token = cJSON_GetObjectItemCaseSensitive(d, "token");
+	cJSON *sid = cJSON_GetObjectItemCaseSensitive(d, "session_id");
+	cJSON *seq = cJSON_GetObjectItemCaseSensitive(d, "seq");
+	int64_t after = cJSON_IsNumber(seq) ? (int64_t)seq->valuedouble : 0;
+	const char *why = NULL;
+	char resumed[96];
+	hl_bot *bot;
+
+	for (bot = eng->bots; bot; bot = bot->next) {
+		if (cJSON_IsString(sid) &&
+		    strcmp(bot->ds_session, sid->valuestring) == 0)
+			break;
+	}
+	if (bot == NULL)
+		why = "unknown_session";
+	else if (!cJSON_IsString(token) ||
+		 strcmp(bare_token(token->valuestring), bot->token) != 0)
+		why = "token_mismatch";
+	else if (!hl_replay_covers(&bot->replay, after))
+		why = "too_old";
+	if (why) {
+		hl_logf(eng->log, HL_WARN,
+			"downstream resume refused bot=%s reason=%s seq=%lld",
+			bot ? bot->token_hash : "-", why, (long long)after);
+		send_text(down, "{\"op\":9,\"d\":false}");
+		return;
+	}
+	bind_down(bot, down);
+	replay_after(bot, down, after);
+	snprintf(resumed, sizeof(resumed),
+		 "{\"op\":0,\"t\":\"RESUMED\",\"s\":%lld,\"d\":{}}",
+		 (long long)bot->ds_seq);
+	send_text(down, resumed);
+	bot->ds_bound = 1;
+	hl_logf(eng->log, HL_INFO,
+		"downstream resumed bot=%s seq=%lld replayed=%lld",
+		bot->token_hash, (long long)after,
+		(long long)(bot->ds_seq - after));
+}
+
+static void on_message(hl_down *down, const char *text, size_t len)
+{
+	hl_engine *eng = lws_context_user(lws_get_context(down->wsi));
+	cJSON *msg = cJSON_ParseWithLength(text, len);
+	cJSON *op = cJSON_GetObjectItemCaseSensitive(msg, "op");
+	cJSON *d = cJSON_GetObjectItemCaseSensitive(msg, "d");
+
+	if (!cJSON_IsNumber(op)) {
+		hl_logf(eng->log, HL_WARN,
+			"downstream sent a malformed frame bytes=%zu", len);
+		cJSON_Delete(msg);
+		close_down(down, 4002);
+		return;
+	}
+	switch (op->valueint) {
+	case 1:
+		send_text(down, "{\"op\":11}");
+		break;
+	case 2:
+		on_identify(down, d);
+		break;
+	case 6:
+		on_resume(down, d);
+		break;
+	default:
+		/* Presence, voice state, member requests: Discord's business. */
+		if (down->bot == NULL)
+			close_down(down, 4003);
+		else if (hl_up_send(down->bot, text, len) != 0)
+			hl_logf(eng->log, HL_WARN,
+				"downstream op dropped bot=%s op=%d: upstream "
+				"not ready", down->bot->token_hash,
+				op->valueint);
+		break;
+	}
+	cJSON_Delete(msg);
+}
+
+/* ---- WebSocket callbacks --------------------------------------------- */
+
+static int on_writable(hl_down *down)
+{
+	hl_msg *m;
+
+	if (down->close_code && down->tx.head == NULL) {
+		lws_close_reason(down->wsi,
+				 (enum lws_close_status)down->close_code, NULL,
+				 0);
+		return -1;
+	}
+	m = hl_msgq_pop(&down->tx);
+	if (m == NULL)
+		return 0;
+	if (lws_write(down->wsi, m->data + LWS_PRE, m->len, LWS_WRITE_TEXT) <
+	    (int)m->len) {
+		free(m);
+		return -1;
+	}
+	free(m);
+	if (down->tx.head || down->close_code)
+		lws_callback_on_writable(down->wsi);
+	return 0;
+}
+
+static void down_free(hl_engine *eng, hl_down *down)
+{
+	hl_down **p;
+
+	unbind(down);
+	for (p = &eng->downs; *p; p = &(*p)->next) {
+		if (*p == down) {
+			*p = down->next;
+			break;
+		}
+	}
+	hl_buf_free(&down->rx);
+	hl_msgq_clear(&down->tx);
+	free(down);
+}
+
+int hl_down_callback(struct lws *wsi, enum lws_callback_reasons reason,
+		     void *user, void *in, size_t len)
+{
+	hl_engine *eng = lws_context_user(lws_get_context(wsi));
+	hl_down **slot = user;
+	hl_down *down = slot ? *slot : NULL;
+	char hello[64];
+
+	switch (reason) {
+	case LWS_CALLBACK_ESTABLISHED:
+		down = calloc(1, sizeof(*down));
+		if (down == NULL)
+			return -1;
+		down->wsi = wsi;
+		down->next = eng->downs;
+		eng->downs = down;
+		*slot = down;
+		snprintf(hello, sizeof(hello),
+			 "{\"op\":10,\"d\":{\"heartbeat_interval\":%d}}",
+			 DOWN_HEARTBEAT_MS);
+		send_text(down, hello);
+		return 0;
+	case LWS_CALLBACK_RECEIVE:
+		if (down == NULL || hl_buf_append(&down->rx, in, len) != 0)
+			return -1;
+		if (!lws_is_final_fragment(wsi))
+			return 0;
+		on_message(down, down->rx.data, down->rx.len);
+		down->rx.len = 0;
+		return 0;
+	case LWS_CALLBACK_SERVER_WRITEABLE:
+		return down ? on_writable(down) : -1;
+	case LWS_CALLBACK_CLOSED:
+		if (down)
+			down_free(eng, down);
+		*slot = NULL;
+		return 0;
+	default:
+		return 0;
+	}
+}

@@ -1,0 +1,157 @@
+/*
+ * engine.c - the exported ABI: start, stop, status and logs.
+ *
+ * These run on the host's thread. Starting builds the configuration, the
+ * log, the rest thread and the net thread (whose context already listens
+ * when hl_start returns); stopping reverses that. No call waits on
+ * anything slower than a mutex held for a copy, except hl_stop, which
+ * joins the engine's threads after they have closed their connections.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "internal.h"
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static int global_ok;
+
+static void global_init(void)
+{
+	global_ok = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+}
+
+HL_EXPORT int hl_abi_version(void)
+{
+	return HL_ABI_VERSION;
+}
+
+HL_EXPORT const char *hl_version(void)
+{
+	return HL_VERSION;
+}
+
+static void engine_free(hl_engine *eng)
+{
+	hl_bot *bot;
+	hl_down *down;
+
+	while ((bot = eng->bots) != NULL) {
+		eng->bots = bot->next;
+		hl_bot_free(bot);
+	}
+	while ((down = eng->downs) != NULL) {
+		eng->downs = down->next;
+		hl_buf_free(&down->rx);
+		hl_msgq_clear(&down->tx);
+		free(down);
+	}
+	while (eng->https) {
+		hl_http *h = eng->https;
+
+		eng->https = h->next;
+		free(h->path);
+		curl_slist_free_all(h->headers);
+		hl_buf_free(&h->body);
+		hl_job_free(h->answer);
+		hl_buf_free(&h->out);
+		free(h);
+	}
+	hl_mailbox_destroy(&eng->results);
+	pthread_mutex_destroy(&eng->status_lock);
+	free(eng->status_json);
+	hl_log_free(eng->log);
+	hl_config_free(&eng->cfg);
+	free(eng);
+}
+
+HL_EXPORT hl_engine *hl_start(const char *config_json, char *err,
+			      size_t errlen)
+{
+	char scratch[256];
+	hl_engine *eng;
+
+	if (err == NULL || errlen == 0) {
+		err = scratch;
+		errlen = sizeof(scratch);
+	}
+	err[0] = '\0';
+	pthread_once(&global_once, global_init);
+	if (!global_ok) {
+		snprintf(err, errlen, "cannot initialise libcurl");
+		return NULL;
+	}
+	eng = calloc(1, sizeof(*eng));
+	if (eng == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (hl_config_parse(config_json, &eng->cfg, err, errlen) != 0) {
+		free(eng);
+		return NULL;
+	}
+	eng->started_ms = hl_mono_ms();
+	hl_mailbox_init(&eng->results);
+	pthread_mutex_init(&eng->status_lock, NULL);
+	eng->log = hl_log_new(eng->cfg.log_level);
+	if (eng->log == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	eng->rest = hl_rest_start(eng, err, errlen);
+	if (eng->rest == NULL)
+		goto fail;
+	if (hl_net_start(eng, err, errlen) != 0)
+		goto fail_rest;
+	hl_logf(eng->log, HL_INFO, "engine started version=%s origin=%s",
+		HL_VERSION, eng->origin);
+	return eng;
+
+fail_rest:
+	hl_rest_stop(eng->rest);
+fail:
+	engine_free(eng);
+	return NULL;
+}
+
+HL_EXPORT void hl_stop(hl_engine *eng)
+{
+	if (eng == NULL)
+		return;
+	/*
+	 * The rest thread may still wake the net thread's context, so the
+	 * context goes last.
+	 */
+	hl_net_stop(eng);
+	hl_rest_stop(eng->rest);
+	hl_net_destroy(eng);
+	engine_free(eng);
+}
+
+HL_EXPORT size_t hl_status(hl_engine *eng, char *buf, size_t buflen)
+{
+	size_t len;
+
+	if (eng == NULL)
+		return 0;
+	pthread_mutex_lock(&eng->status_lock);
+	len = eng->status_json ? strlen(eng->status_json) : 2;
+	if (buf && buflen > 0) {
+		const char *s = eng->status_json ? eng->status_json : "{}";
+		size_t n = len < buflen ? len : buflen - 1;
+
+		memcpy(buf, s, n);
+		buf[n] = '\0';
+	}
+	pthread_mutex_unlock(&eng->status_lock);
+	return len;
+}
+
+HL_EXPORT size_t hl_logs_drain(hl_engine *eng, char *buf, size_t buflen)
+{
+	if (eng == NULL || buf == NULL)
+		return 0;
+	return hl_log_drain(eng->log, buf, buflen);
+}

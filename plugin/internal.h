@@ -1,0 +1,355 @@
+/*
+ * internal.h - types and calls shared by the engine's source files.
+ *
+ * An engine owns three kinds of state:
+ *   - the net thread's world (bots, upstream and downstream connections,
+ *     timers), touched only by the net thread;
+ *   - two mailboxes (net -> rest jobs, rest -> net results), each a locked
+ *     list that the other side drains;
+ *   - the status snapshot and the log buffer, each under its own lock, held
+ *     only for a copy, so host calls return at once.
+ */
+#ifndef HL_INTERNAL_H
+#define HL_INTERNAL_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+#include <libwebsockets.h>
+
+#include "heartline.h"
+
+#define HL_VERSION "0.1.0"
+#define HL_API_PREFIX "/api/v10"
+#define HL_CDN_PREFIX "/api/v10/_heartline/cdn/"
+#define HL_MEDIA_PREFIX "/api/v10/_heartline/media/"
+
+/* ---- small utilities (util.c) ------------------------------------- */
+
+int64_t hl_now_ms(void);      /* wall clock, ms since the epoch */
+int64_t hl_mono_ms(void);     /* monotonic clock, ms */
+double hl_random(void);       /* uniform in [0, 1) */
+void hl_token_hash(const char *token, char out[9]);
+void hl_random_hex(char *out, size_t nbytes);
+
+/* A growable byte buffer. */
+typedef struct hl_buf {
+	char *data;
+	size_t len;
+	size_t cap;
+} hl_buf;
+
+int hl_buf_append(hl_buf *b, const void *p, size_t n);
+int hl_buf_appendf(hl_buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void hl_buf_free(hl_buf *b);
+
+/* ---- logging (log.c) ---------------------------------------------- */
+
+enum hl_level { HL_DEBUG, HL_INFO, HL_WARN, HL_ERROR };
+
+typedef struct hl_log hl_log;
+
+hl_log *hl_log_new(enum hl_level min);
+void hl_log_free(hl_log *log);
+void hl_logf(hl_log *log, enum hl_level level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+size_t hl_log_drain(hl_log *log, char *buf, size_t buflen);
+int hl_level_parse(const char *name, enum hl_level *out);
+
+/* ---- configuration (config.c) ------------------------------------- */
+
+typedef struct hl_config {
+	int listen_port;
+	char *api_base;     /* upstream REST base, ends in /api/v10 */
+	char *gateway_url;  /* upstream gateway override, or NULL */
+	char *cdn_base;     /* upstream for cdn.discordapp.com */
+	char *media_base;   /* upstream for media.discordapp.net */
+	char *ca_file;      /* extra CA bundle for TLS, or NULL */
+	int replay_buffer;  /* dispatches kept per bot for RESUME */
+	enum hl_level log_level;
+	int identify_interval_ms;
+} hl_config;
+
+int hl_config_parse(const char *json, hl_config *cfg, char *err,
+		    size_t errlen);
+void hl_config_free(hl_config *cfg);
+
+/* ---- URLs (url.c) ------------------------------------------------- */
+
+typedef struct hl_url {
+	int tls;
+	char host[256];
+	int port;
+	char path[1024]; /* path and query, at least "/" */
+} hl_url;
+
+int hl_url_parse(const char *url, hl_url *out);
+
+/* ---- replay buffer (replay.c) ------------------------------------- */
+
+/* The dispatches of one downstream session, oldest first, bounded. */
+typedef struct hl_replay {
+	char **items;   /* downstream payloads as sent, NUL-terminated */
+	size_t *lens;
+	int cap;
+	int count;
+	int head;       /* index of the oldest item */
+	int64_t first_seq; /* sequence number of the oldest item */
+} hl_replay;
+
+int hl_replay_init(hl_replay *r, int cap);
+void hl_replay_free(hl_replay *r);
+void hl_replay_clear(hl_replay *r, int64_t next_seq);
+void hl_replay_push(hl_replay *r, char *payload, size_t len); /* owns */
+int hl_replay_covers(const hl_replay *r, int64_t after_seq);
+const char *hl_replay_at(const hl_replay *r, int64_t seq, size_t *len);
+
+/* ---- dispatch rewriting (rewrite.c) -------------------------------- */
+
+int hl_rewrite_cdn(cJSON *node, const char *origin);
+
+/* ---- jobs between threads (rest.c) --------------------------------- */
+
+enum hl_job_kind {
+	HL_JOB_FORWARD,  /* a downstream HTTP request sent upstream */
+	HL_JOB_GATEWAY,  /* look up the gateway URL and resolve its host */
+	HL_JOB_QUIT
+};
+
+typedef struct hl_job {
+	struct hl_job *next;
+	enum hl_job_kind kind;
+	void *easy;         /* the curl handle while a transfer runs */
+	uint64_t id;        /* request id or bot id, for the answer */
+
+	/* request */
+	char *method;
+	char *url;
+	struct curl_slist *headers;
+	hl_buf body;
+	char *token;        /* HL_JOB_GATEWAY: bot token, freed after use */
+	char *connect_url;  /* HL_JOB_GATEWAY: URL to resolve, or NULL */
+
+	/* answer */
+	long status;
+	hl_buf resp_headers; /* "Name: value\r\n" lines */
+	hl_buf resp_body;
+	char error[256];
+	char address[64];   /* HL_JOB_GATEWAY: resolved address */
+	char *gateway_url;  /* HL_JOB_GATEWAY: URL from /gateway/bot */
+	int max_concurrency;
+} hl_job;
+
+void hl_job_free(hl_job *job);
+
+typedef struct hl_mailbox {
+	pthread_mutex_t lock;
+	hl_job *head;
+	hl_job *tail;
+} hl_mailbox;
+
+void hl_mailbox_init(hl_mailbox *mb);
+void hl_mailbox_destroy(hl_mailbox *mb);
+void hl_mailbox_put(hl_mailbox *mb, hl_job *job);
+hl_job *hl_mailbox_take_all(hl_mailbox *mb);
+
+typedef struct hl_rest hl_rest;
+
+hl_rest *hl_rest_start(struct hl_engine *eng, char *err, size_t errlen);
+void hl_rest_submit(hl_rest *rest, hl_job *job);
+void hl_rest_stop(hl_rest *rest);
+
+/* ---- bots and connections (net thread only) ------------------------ */
+
+enum hl_up_state {
+	UP_IDLE,        /* no connection, nothing scheduled */
+	UP_WAITING,     /* a reconnect is scheduled */
+	UP_PREPARING,   /* gateway lookup / DNS on the rest thread */
+	UP_CONNECTING,  /* TCP/TLS/WebSocket handshake */
+	UP_HELLO,       /* connected, waiting for HELLO */
+	UP_IDENTIFYING,
+	UP_RESUMING,
+	UP_READY,
+	UP_FATAL
+};
+
+typedef struct hl_msg {
+	struct hl_msg *next;
+	size_t len;
+	int urgent;           /* goes before everything queued, skips limits */
+	unsigned char data[]; /* LWS_PRE bytes of headroom, then payload */
+} hl_msg;
+
+typedef struct hl_msgq {
+	hl_msg *head;
+	hl_msg *tail;
+	int count;
+} hl_msgq;
+
+int hl_msgq_push(hl_msgq *q, const char *payload, size_t len, int front);
+hl_msg *hl_msgq_pop(hl_msgq *q);
+void hl_msgq_clear(hl_msgq *q);
+
+struct hl_down;
+
+typedef struct hl_bot {
+	struct hl_bot *next;
+	struct hl_engine *eng;
+	uint64_t id;
+	char *token;
+	char token_hash[9];
+	char user_id[32];
+	int shard[2];
+	cJSON *identify;        /* the host's IDENTIFY d, reused upstream */
+
+	/* upstream */
+	enum hl_up_state up_state;
+	struct lws *up_wsi;
+	hl_buf up_rx;           /* a message being reassembled */
+	hl_msgq up_tx;
+	int up_close_code;      /* close we are asking for, or 0 */
+	char *gateway_url;      /* from /gateway/bot or config */
+	char *resume_url;       /* from READY */
+	char session_id[128];
+	int64_t up_seq;
+	int heartbeat_ms;
+	int hb_acked;
+	int64_t hb_sent_ms;
+	int64_t hb_due_ms;      /* when the heartbeat timer was meant to fire */
+	lws_sorted_usec_list_t hb_timer;
+	lws_sorted_usec_list_t retry_timer;
+	int attempts;           /* consecutive failed connects */
+	int64_t reconnect_ms;   /* chosen delay for the next connect, or -1 */
+	int peer_close_code;    /* close code Discord sent, or 0 */
+	int64_t last_identify_ms;
+	int max_concurrency;
+	int64_t ready_since_ms;
+	int64_t sends[120];     /* send times in the current window */
+	int nsends;
+	int fatal_code;
+	int identify_pending;   /* waiting for an IDENTIFY slot */
+
+	/* downstream session, the host's view of this bot */
+	char ds_session[33];
+	int64_t ds_seq;
+	int ds_bound;           /* a host connection has seen this session */
+	hl_replay replay;
+	char *ready_d;          /* last upstream READY d, unmodified */
+	cJSON *guilds;          /* object: guild id -> last GUILD_CREATE d */
+	struct hl_down *down;   /* current host connection, or NULL */
+
+	/* figures */
+	int64_t hb_rtt_ms;
+	int64_t hb_late_max_ms;
+	int drops;
+	int identifies;
+	int resumes;
+	int64_t dispatches;
+	int typing;
+	int replies;
+} hl_bot;
+
+/* One downstream WebSocket (a host gateway connection). */
+typedef struct hl_down {
+	struct hl_down *next;
+	struct lws *wsi;
+	hl_bot *bot;
+	hl_buf rx;
+	hl_msgq tx;
+	int close_code;
+	int identified;
+} hl_down;
+
+/* One downstream HTTP request. */
+typedef struct hl_http {
+	struct hl_http *next;
+	struct lws *wsi;
+	uint64_t id;
+	char method[8];
+	char *path;             /* path and query */
+	struct curl_slist *headers;
+	hl_buf body;
+	hl_job *answer;         /* set when the rest thread has answered */
+	hl_buf out;             /* local answer body */
+	int out_status;
+	size_t sent;
+	int headers_sent;
+	hl_bot *typing_bot;
+} hl_http;
+
+struct hl_engine {
+	hl_config cfg;
+	hl_log *log;
+	struct lws_context *lws;
+	struct lws_vhost *down_vh;
+	struct lws_vhost *up_vh;
+	struct ssl_ctx_st *tls; /* client TLS context for Discord */
+	int port;
+	char origin[64];        /* http://127.0.0.1:PORT */
+	char ws_origin[64];     /* ws://127.0.0.1:PORT */
+	int64_t started_ms;
+
+	pthread_t net_thread;
+	_Atomic int stopping;
+	int net_done;
+
+	hl_rest *rest;
+	hl_mailbox results;     /* rest -> net */
+
+	/* net thread world */
+	hl_bot *bots;
+	hl_down *downs;
+	hl_http *https;
+	uint64_t next_id;
+	int64_t identify_next_ms; /* per-engine IDENTIFY gate (coarse) */
+
+	/* status snapshot, rebuilt by the net thread */
+	pthread_mutex_t status_lock;
+	char *status_json;
+	int64_t rest_requests;
+	int rest_in_flight;
+	int64_t rest_errors;
+};
+
+typedef struct hl_engine hl_engine;
+
+/* net.c */
+int hl_net_start(hl_engine *eng, char *err, size_t errlen);
+void hl_net_stop(hl_engine *eng);
+void hl_net_destroy(hl_engine *eng);
+void hl_net_wake(hl_engine *eng);
+
+/* upstream.c */
+hl_bot *hl_bot_find(hl_engine *eng, const char *token, const int shard[2]);
+hl_bot *hl_bot_new(hl_engine *eng, const char *token, const int shard[2],
+		   cJSON *identify);
+void hl_bot_free(hl_bot *bot);
+void hl_up_start(hl_bot *bot);
+void hl_up_on_gateway(hl_bot *bot, hl_job *job);
+int hl_up_callback(struct lws *wsi, enum lws_callback_reasons reason,
+		   void *in, size_t len);
+void hl_up_shutdown(hl_bot *bot);
+const char *hl_up_state_name(const hl_bot *bot);
+int hl_up_send(hl_bot *bot, const char *payload, size_t len);
+
+/* downstream.c */
+int hl_down_callback(struct lws *wsi, enum lws_callback_reasons reason,
+		     void *user, void *in, size_t len);
+void hl_down_dispatch(hl_bot *bot, const char *t, cJSON *d);
+void hl_down_session_new(hl_bot *bot);
+void hl_down_invalidate(hl_bot *bot);
+void hl_down_fatal(hl_bot *bot, int code);
+void hl_down_send(hl_down *down, const char *payload, size_t len);
+
+/* http.c */
+int hl_http_callback(struct lws *wsi, enum lws_callback_reasons reason,
+		     void *user, void *in, size_t len);
+void hl_http_on_answer(hl_engine *eng, hl_job *job);
+
+/* status.c */
+void hl_status_refresh(hl_engine *eng);
+
+#endif /* HL_INTERNAL_H */

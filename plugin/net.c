@@ -1,0 +1,261 @@
+/*
+ * net.c - the net thread: one libwebsockets context per engine that holds
+ * the local endpoint (downstream vhost, 127.0.0.1) and every upstream
+ * gateway connection (client vhost with TLS verification).
+ *
+ * The host thread creates the context and the thread; from then on only
+ * the net thread touches it. Other threads reach it by putting work in
+ * the results mailbox and calling lws_cancel_service(), the one lws call
+ * that is safe from another thread; the wake-up arrives here as
+ * LWS_CALLBACK_EVENT_WAIT_CANCELLED.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/ssl.h>
+
+#include "internal.h"
+
+/* How long a stopping engine waits for its upstream closes to go out. */
+#define STOP_GRACE_MS 1000
+#define STATUS_PERIOD_US (500 * LWS_US_PER_MS)
+
+static void drain_results(hl_engine *eng)
+{
+	hl_job *job = hl_mailbox_take_all(&eng->results);
+
+	while (job) {
+		hl_job *next = job->next;
+		hl_bot *bot;
+
+		job->next = NULL;
+		if (job->kind == HL_JOB_FORWARD) {
+			hl_http_on_answer(eng, job);
+		} else {
+			for (bot = eng->bots; bot; bot = bot->next) {
+				if (bot->id == job->id)
+					break;
+			}
+			if (bot)
+				hl_up_on_gateway(bot, job);
+			hl_job_free(job);
+		}
+		job = next;
+	}
+}
+
+static int up_protocol_cb(struct lws *wsi, enum lws_callback_reasons reason,
+			  void *user, void *in, size_t len)
+{
+	hl_engine *eng = lws_context_user(lws_get_context(wsi));
+
+	(void)user;
+	if (reason == LWS_CALLBACK_EVENT_WAIT_CANCELLED) {
+		drain_results(eng);
+		return 0;
+	}
+	return hl_up_callback(wsi, reason, in, len);
+}
+
+static int down_protocol_cb(struct lws *wsi, enum lws_callback_reasons reason,
+			    void *user, void *in, size_t len)
+{
+	switch (reason) {
+	case LWS_CALLBACK_ESTABLISHED:
+	case LWS_CALLBACK_RECEIVE:
+	case LWS_CALLBACK_SERVER_WRITEABLE:
+	case LWS_CALLBACK_CLOSED:
+		return hl_down_callback(wsi, reason, user, in, len);
+	default:
+		break;
+	}
+	return hl_http_callback(wsi, reason, user, in, len);
+}
+
+/* Per-connection storage on the local endpoint: what the wsi serves. */
+struct down_pss {
+	void *obj;
+};
+
+static const struct lws_protocols down_protocols[] = {
+	{ "discord", down_protocol_cb, sizeof(struct down_pss), 65536, 0,
+	  NULL, 0 },
+	{ NULL, NULL, 0, 0, 0, NULL, 0 }
+};
+
+static const struct lws_protocols up_protocols[] = {
+	{ "discord-up", up_protocol_cb, 0, 65536, 0, NULL, 0 },
+	{ NULL, NULL, 0, 0, 0, NULL, 0 }
+};
+
+/* The status snapshot is rebuilt on a timer, never on the host's call. */
+struct status_timer {
+	lws_sorted_usec_list_t sul;
+	hl_engine *eng;
+};
+
+static void status_tick(lws_sorted_usec_list_t *sul)
+{
+	struct status_timer *st = lws_container_of(sul, struct status_timer,
+						   sul);
+
+	hl_status_refresh(st->eng);
+	lws_sul_schedule(st->eng->lws, 0, sul, status_tick, STATUS_PERIOD_US);
+}
+
+static void shut_upstreams(hl_engine *eng)
+{
+	hl_bot *bot;
+
+	for (bot = eng->bots; bot; bot = bot->next)
+		hl_up_shutdown(bot);
+}
+
+static int upstreams_open(hl_engine *eng)
+{
+	hl_bot *bot;
+
+	for (bot = eng->bots; bot; bot = bot->next) {
+		if (bot->up_wsi)
+			return 1;
+	}
+	return 0;
+}
+
+static void *net_main(void *arg)
+{
+	hl_engine *eng = arg;
+	struct status_timer status = { .eng = eng };
+	int64_t deadline;
+
+	memset(&status.sul, 0, sizeof(status.sul));
+	lws_sul_schedule(eng->lws, 0, &status.sul, status_tick, 1);
+	while (!eng->stopping)
+		lws_service(eng->lws, 0);
+
+	/* Close upstream sessions resumably and give the closes time to go. */
+	shut_upstreams(eng);
+	deadline = hl_mono_ms() + STOP_GRACE_MS;
+	while (upstreams_open(eng) && hl_mono_ms() < deadline)
+		lws_service(eng->lws, 0);
+	lws_sul_cancel(&status.sul);
+	hl_status_refresh(eng);
+	return NULL;
+}
+
+void hl_net_wake(hl_engine *eng)
+{
+	lws_cancel_service(eng->lws);
+}
+
+static void lws_log_sink(int level, const char *line)
+{
+	(void)level;
+	(void)line;
+}
+
+/*
+ * The TLS context for Discord: peer verification on, the system's CAs
+ * plus the configured file. Ours rather than lws's, so that it is freed
+ * with the engine.
+ */
+static SSL_CTX *client_tls_new(const char *ca_file)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+	if (ctx == NULL)
+		return NULL;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if (SSL_CTX_set_default_verify_paths(ctx) != 1 ||
+	    (ca_file && SSL_CTX_load_verify_locations(ctx, ca_file,
+						      NULL) != 1)) {
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+int hl_net_start(hl_engine *eng, char *err, size_t errlen)
+{
+	struct lws_context_creation_info info;
+	const char *lws_debug = getenv("HEARTLINE_LWS_DEBUG");
+
+	lws_set_log_level(lws_debug ? atoi(lws_debug) : 0,
+			  lws_debug ? NULL : lws_log_sink);
+
+	memset(&info, 0, sizeof(info));
+	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
+		       LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	info.user = eng;
+	eng->lws = lws_create_context(&info);
+	if (eng->lws == NULL) {
+		snprintf(err, errlen, "cannot create the network context");
+		return -1;
+	}
+
+	memset(&info, 0, sizeof(info));
+	info.vhost_name = "local";
+	info.port = eng->cfg.listen_port;
+	info.iface = "127.0.0.1";
+	info.protocols = down_protocols;
+	info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
+	info.keepalive_timeout = 60;
+	eng->down_vh = lws_create_vhost(eng->lws, &info);
+	if (eng->down_vh == NULL) {
+		snprintf(err, errlen, "config: listen_port %d: cannot listen "
+			 "on 127.0.0.1", eng->cfg.listen_port);
+		goto fail;
+	}
+	eng->port = lws_get_vhost_listen_port(eng->down_vh);
+	snprintf(eng->origin, sizeof(eng->origin), "http://127.0.0.1:%d",
+		 eng->port);
+	snprintf(eng->ws_origin, sizeof(eng->ws_origin), "ws://127.0.0.1:%d",
+		 eng->port);
+
+	eng->tls = client_tls_new(eng->cfg.ca_file);
+	if (eng->tls == NULL) {
+		snprintf(err, errlen, "config: ca_file: cannot load %s",
+			 eng->cfg.ca_file ? eng->cfg.ca_file :
+					    "the system's CA certificates");
+		goto fail;
+	}
+	memset(&info, 0, sizeof(info));
+	info.vhost_name = "upstream";
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.protocols = up_protocols;
+	info.provided_client_ssl_ctx = eng->tls;
+	eng->up_vh = lws_create_vhost(eng->lws, &info);
+	if (eng->up_vh == NULL) {
+		snprintf(err, errlen, "cannot set up the upstream client");
+		goto fail;
+	}
+
+	if (pthread_create(&eng->net_thread, NULL, net_main, eng) != 0) {
+		snprintf(err, errlen, "cannot start the net thread");
+		goto fail;
+	}
+	return 0;
+
+fail:
+	hl_net_destroy(eng);
+	return -1;
+}
+
+/* Ends the net thread; the context stays until hl_net_destroy. */
+void hl_net_stop(hl_engine *eng)
+{
+	eng->stopping = 1;
+	lws_cancel_service(eng->lws);
+	pthread_join(eng->net_thread, NULL);
+}
+
+void hl_net_destroy(hl_engine *eng)
+{
+	if (eng->lws)
+		lws_context_destroy(eng->lws);
+	eng->lws = NULL;
+	SSL_CTX_free(eng->tls);
+	eng->tls = NULL;
+}

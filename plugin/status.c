@@ -1,0 +1,71 @@
+/*
+ * status.c - the JSON status snapshot that hl_status() hands the host.
+ *
+ * The net thread rebuilds it on a timer from the state only it may read,
+ * then swaps it in under the status lock; the host copies it out under
+ * the same lock. Neither side holds the lock for more than a copy.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static cJSON *bot_status(const hl_bot *bot)
+{
+	cJSON *o = cJSON_CreateObject(), *shard;
+
+	cJSON_AddStringToObject(o, "id", bot->user_id);
+	cJSON_AddStringToObject(o, "token_hash", bot->token_hash);
+	shard = cJSON_AddArrayToObject(o, "shard");
+	cJSON_AddItemToArray(shard, cJSON_CreateNumber(bot->shard[0]));
+	cJSON_AddItemToArray(shard, cJSON_CreateNumber(bot->shard[1]));
+	cJSON_AddStringToObject(o, "state", hl_up_state_name(bot));
+	cJSON_AddBoolToObject(o, "downstream", bot->down != NULL);
+	cJSON_AddNumberToObject(o, "heartbeat_rtt_ms", (double)bot->hb_rtt_ms);
+	cJSON_AddNumberToObject(o, "heartbeat_late_ms_max",
+				(double)bot->hb_late_max_ms);
+	cJSON_AddNumberToObject(o, "drops", bot->drops);
+	cJSON_AddNumberToObject(o, "identifies", bot->identifies);
+	cJSON_AddNumberToObject(o, "resumes", bot->resumes);
+	cJSON_AddNumberToObject(o, "dispatches", (double)bot->dispatches);
+	cJSON_AddNumberToObject(o, "typing", bot->typing);
+	cJSON_AddNumberToObject(o, "replies", bot->replies);
+	if (bot->fatal_code)
+		cJSON_AddNumberToObject(o, "fatal_code", bot->fatal_code);
+	else
+		cJSON_AddNullToObject(o, "fatal_code");
+	return o;
+}
+
+void hl_status_refresh(hl_engine *eng)
+{
+	cJSON *root = cJSON_CreateObject(), *bots, *rest;
+	const hl_bot *bot;
+	char *text, *old;
+
+	if (root == NULL)
+		return;
+	cJSON_AddStringToObject(root, "version", HL_VERSION);
+	cJSON_AddNumberToObject(root, "abi", HL_ABI_VERSION);
+	cJSON_AddStringToObject(root, "origin", eng->origin);
+	cJSON_AddNumberToObject(root, "port", eng->port);
+	cJSON_AddNumberToObject(root, "uptime_ms",
+				(double)(hl_mono_ms() - eng->started_ms));
+	bots = cJSON_AddArrayToObject(root, "bots");
+	for (bot = eng->bots; bot; bot = bot->next)
+		cJSON_AddItemToArray(bots, bot_status(bot));
+	rest = cJSON_AddObjectToObject(root, "rest");
+	cJSON_AddNumberToObject(rest, "requests", (double)eng->rest_requests);
+	cJSON_AddNumberToObject(rest, "in_flight", eng->rest_in_flight);
+	cJSON_AddNumberToObject(rest, "errors", (double)eng->rest_errors);
+	text = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	if (text == NULL)
+		return;
+
+	pthread_mutex_lock(&eng->status_lock);
+	old = eng->status_json;
+	eng->status_json = text;
+	pthread_mutex_unlock(&eng->status_lock);
+	free(old);
+}

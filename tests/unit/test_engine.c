@@ -1,0 +1,105 @@
+/*
+ * test_engine.c - the exported ABI without any Discord: configuration
+ * errors, status and logs, several engines at once, and start/stop
+ * repeated many times (leaks show up under LeakSanitizer).
+ */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "heartline.h"
+
+static void bad_config_gives_no_engine(void)
+{
+	char err[256] = "";
+
+	CHECK(hl_start("{\"listen_port\":-1}", err, sizeof(err)) == NULL);
+	CHECK(strstr(err, "listen_port") != NULL);
+	CHECK(hl_start("{\"gateway_url\":42}", err, sizeof(err)) == NULL);
+	CHECK(strstr(err, "gateway_url") != NULL);
+	CHECK(hl_start("not json", NULL, 0) == NULL);
+}
+
+static void status_names_the_port(void)
+{
+	char err[256] = "", status[4096], needle[64];
+	hl_engine *e = hl_start("{}", err, sizeof(err));
+	size_t n = 0;
+	int i;
+
+	CHECK(e != NULL);
+	if (e == NULL)
+		return;
+	for (i = 0; i < 100 && n <= 2; i++) {
+		n = hl_status(e, status, sizeof(status));
+		usleep(10000);
+	}
+	CHECK(n > 2 && n < sizeof(status));
+	CHECK(strstr(status, "\"origin\":\"http://127.0.0.1:") != NULL);
+	CHECK(strstr(status, "\"bots\":[]") != NULL);
+	snprintf(needle, sizeof(needle), "\"abi\":%d", HL_ABI_VERSION);
+	CHECK(strstr(status, needle) != NULL);
+	/* A short buffer gets a cut, terminated copy and the full length. */
+	CHECK(hl_status(e, status, 8) == n && strlen(status) == 7);
+	hl_stop(e);
+}
+
+static void logs_drain(void)
+{
+	char logs[8192];
+	hl_engine *e = hl_start("{}", NULL, 0);
+
+	CHECK(e != NULL);
+	CHECK(hl_logs_drain(e, logs, sizeof(logs)) > 0);
+	CHECK(strstr(logs, "engine started") != NULL);
+	CHECK(hl_logs_drain(e, logs, sizeof(logs)) == 0);
+	hl_stop(e);
+}
+
+static void port_in_use_is_an_error(void)
+{
+	char err[256] = "", status[4096], cfg[64];
+	hl_engine *a = hl_start("{}", err, sizeof(err)), *b;
+	const char *p;
+
+	CHECK(a != NULL);
+	while (hl_status(a, status, sizeof(status)) <= 2)
+		usleep(10000);
+	p = strstr(status, "\"port\":");
+	CHECK(p != NULL);
+	if (p == NULL) {
+		hl_stop(a);
+		return;
+	}
+	snprintf(cfg, sizeof(cfg), "{\"listen_port\":%d}", atoi(p + 7));
+	b = hl_start(cfg, err, sizeof(err));
+	CHECK(b == NULL);
+	CHECK(strstr(err, "listen_port") != NULL);
+	hl_stop(b);
+	hl_stop(a);
+}
+
+static void many_engines_many_times(void)
+{
+	hl_engine *e[4];
+	int round, i;
+
+	for (round = 0; round < 25; round++) {
+		for (i = 0; i < 4; i++) {
+			e[i] = hl_start("{\"log_level\":\"debug\"}", NULL, 0);
+			CHECK(e[i] != NULL);
+		}
+		for (i = 0; i < 4; i++)
+			hl_stop(e[i]);
+	}
+}
+
+int main(void)
+{
+	RUN(bad_config_gives_no_engine);
+	RUN(status_names_the_port);
+	RUN(logs_drain);
+	RUN(port_in_use_is_an_error);
+	RUN(many_engines_many_times);
+	return CHECK_DONE();
+}
