@@ -225,6 +225,7 @@ int hl_net_start(hl_engine *eng, char *err, size_t errlen)
 	info.vhost_name = "upstream";
 	info.port = CONTEXT_PORT_NO_LISTEN;
 	info.protocols = up_protocols;
+	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 	info.provided_client_ssl_ctx = eng->tls;
 	eng->up_vh = lws_create_vhost(eng->lws, &info);
 	if (eng->up_vh == NULL) {
@@ -232,6 +233,8 @@ int hl_net_start(hl_engine *eng, char *err, size_t errlen)
 		goto fail;
 	}
 
+	/* The host may ask for status before the first timer tick. */
+	hl_status_refresh(eng);
 	if (pthread_create(&eng->net_thread, NULL, net_main, eng) != 0) {
 		snprintf(err, errlen, "cannot start the net thread");
 		goto fail;

@@ -88,7 +88,7 @@ int hl_buf_append(hl_buf *b, const void *p, size_t n)
 		b->data = data;
 		b->cap = cap;
 	}
-	if (n)
+	if (n && p)
 		memcpy(b->data + b->len, p, n);
 	b->len += n;
 	b->data[b->len] = '\0';

@@ -28,13 +28,13 @@ symbols: $(LIB)
 	bash tests/unit/check-symbols.sh $(LIB) include/heartline.h
 
 fake-selftest:
-	$(NODE_TEST) tests/fake-discord/
+	$(NODE_TEST) tests/fake-discord/*.test.mjs
 
 integration: $(LIB)
-	$(NODE_TEST) tests/integration/
+	$(NODE_TEST) tests/integration/*.test.mjs
 
 e2e: $(LIB) package
-	$(NODE_TEST) tests/e2e/
+	$(NODE_TEST) tests/e2e/*.test.mjs
 
 test: deps
 	$(MAKE) all

@@ -1,0 +1,166 @@
+// The engine against the fake Discord: READY and dispatches through the
+// local endpoint, REST and CDN forwarding, and a host that stalls or goes
+// away without the upstream session noticing.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { after, before, describe, test } from "node:test";
+
+import { startFake } from "../fake-discord/client.mjs";
+import { GatewayClient, busyWait, configFor, sleep, startEngine, waitFor }
+  from "./engine.mjs";
+
+const HEARTBEAT_MS = 1000;
+
+describe("engine with a fake Discord", () => {
+  let fake, engine;
+
+  before(async () => {
+    fake = await startFake({ bots: 3, heartbeatInterval: HEARTBEAT_MS,
+                             heartbeatGrace: 300, identifyInterval: 1000 });
+    engine = startEngine(configFor(fake, { identify_interval_ms: 1000 }));
+  });
+
+  after(async () => {
+    engine?.stop();
+    await fake?.stop();
+  });
+
+  const token = (i) => fake.info.bots[i].token;
+  const wsOrigin = () => engine.origin.replace("http:", "ws:");
+
+  test("gateway lookup answers with the local origin", async () => {
+    const res = await fetch(`${engine.origin}/api/v10/gateway/bot`, {
+      headers: { authorization: `Bot ${token(0)}` },
+    });
+    assert.equal(res.status, 200);
+    const body = await res.json();
+    assert.equal(body.url, wsOrigin());
+    assert.equal(body.shards, 1);
+    assert.equal(typeof body.session_start_limit.remaining, "number");
+    assert.ok(res.headers.get("x-ratelimit-bucket"));
+  });
+
+  test("IDENTIFY gets READY that resumes locally, then dispatches", async () => {
+    const client = new GatewayClient(wsOrigin(), token(0)).identify();
+    const ready = await waitFor("READY", () => client.dispatches("READY")[0]);
+    assert.equal(ready.d.resume_gateway_url, wsOrigin());
+    assert.equal(ready.d.user.id, fake.info.bots[0].user_id);
+    assert.equal(ready.s, 1);
+
+    const { message_id } = await fake.dm(0, "hello there");
+    const msg = await waitFor("MESSAGE_CREATE", () =>
+      client.dispatches("MESSAGE_CREATE").find((f) => f.d.id === message_id));
+    assert.equal(msg.d.content, "hello there");
+    assert.ok(msg.s > ready.s);
+    await client.close();
+  });
+
+  test("REST is forwarded with Discord's status, headers and body", async () => {
+    const client = new GatewayClient(wsOrigin(), token(1)).identify();
+    await waitFor("READY", () => client.dispatches("READY")[0]);
+    const { channel_id } = await fake.dm(1, "ping");
+    const res = await fetch(`${engine.origin}/api/v10/channels/${channel_id}/messages`, {
+      method: "POST",
+      headers: { authorization: `Bot ${token(1)}`, "content-type": "application/json" },
+      body: JSON.stringify({ content: "pong", nonce: "n-1", enforce_nonce: true }),
+    });
+    assert.equal(res.status, 200);
+    const sent = await res.json();
+    assert.equal(sent.content, "pong");
+    assert.ok(res.headers.get("x-ratelimit-remaining"));
+    const rec = await fake.record();
+    assert.ok(rec.messages.some((m) => m.id === sent.id && m.nonce === "n-1"));
+
+    const bad = await fetch(`${engine.origin}/api/v10/channels/${channel_id}/messages`, {
+      method: "POST",
+      headers: { authorization: "Bot not-a-token", "content-type": "application/json" },
+      body: "{}",
+    });
+    assert.equal(bad.status, 401);
+    assert.equal((await bad.json()).code, 0);
+    await client.close();
+  });
+
+  test("an attachment's CDN link is served by the local endpoint", async () => {
+    const client = new GatewayClient(wsOrigin(), token(2)).identify();
+    await waitFor("READY", () => client.dispatches("READY")[0]);
+    const png = Buffer.from("89504e470d0a1a0a0000000d49484452", "hex");
+    const { message_id } = await fake.dm(2, "look", [
+      { filename: "cat.png", content_type: "image/png", data_base64: png.toString("base64") },
+    ]);
+    const msg = await waitFor("MESSAGE_CREATE", () =>
+      client.dispatches("MESSAGE_CREATE").find((f) => f.d.id === message_id));
+    const url = msg.d.attachments[0].url;
+    assert.ok(url.startsWith(`${engine.origin}/api/v10/_heartline/cdn/attachments/`), url);
+    const res = await fetch(url);
+    assert.equal(res.status, 200);
+    assert.deepEqual(Buffer.from(await res.arrayBuffer()), png);
+    const proxied = await fetch(msg.d.attachments[0].proxy_url);
+    assert.equal(proxied.status, 200);
+    await client.close();
+  });
+
+  test("a host blocked for three heartbeats loses nothing upstream", async () => {
+    const client = new GatewayClient(wsOrigin(), token(0)).identify();
+    await waitFor("READY", () => client.dispatches("READY")[0]);
+    await fake.resetRecord();
+
+    // DMs arrive while this thread is blocked: spawnSync blocks it for as
+    // long as the child takes to send them.
+    const sender = `
+      const origin = ${JSON.stringify(fake.info.http_origin)};
+      for (let i = 0; i < 6; i++) {
+        await fetch(origin + "/_fake/bots/0/dm", { method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ content: "during stall " + i }) });
+        await new Promise((r) => setTimeout(r, ${HEARTBEAT_MS / 2}));
+      }`;
+    const started = Date.now();
+    spawnSync(process.execPath, ["--input-type=module", "-e", sender]);
+    busyWait(3 * HEARTBEAT_MS - (Date.now() - started));
+    assert.ok(Date.now() - started >= 3 * HEARTBEAT_MS);
+
+    const texts = () => client.dispatches("MESSAGE_CREATE").map((f) => f.d.content)
+      .filter((c) => c.startsWith("during stall"));
+    await waitFor("six DMs", () => texts().length === 6);
+    assert.deepEqual(texts(), [0, 1, 2, 3, 4, 5].map((i) => `during stall ${i}`));
+    const seqs = client.frames.filter((f) => f.s != null).map((f) => f.s);
+    assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b));
+
+    const rec = await fake.record();
+    const bot0 = fake.info.bots[0].user_id;
+    assert.equal(rec.drops.filter((d) => d.user_id === bot0).length, 0);
+    assert.equal(client.closed, null);
+    await client.close();
+  });
+
+  test("a host that goes away RESUMEs and gets every dispatch in order", async () => {
+    const client = new GatewayClient(wsOrigin(), token(1)).identify();
+    await waitFor("READY", () => client.dispatches("READY")[0]);
+    await client.close();
+    for (let i = 0; i < 5; i++) await fake.dm(1, `while away ${i}`);
+    await sleep(300);
+
+    client.resume();
+    await waitFor("RESUMED", () => client.dispatches("RESUMED")[0]);
+    const texts = client.dispatches("MESSAGE_CREATE").map((f) => f.d.content);
+    assert.deepEqual(texts, [0, 1, 2, 3, 4].map((i) => `while away ${i}`));
+    await client.close();
+  });
+
+  test("a RESUME with a wrong token or unknown session is refused", async () => {
+    const client = new GatewayClient(wsOrigin(), token(2)).identify();
+    await waitFor("READY", () => client.dispatches("READY")[0]);
+    await client.close();
+    const wrong = new GatewayClient(wsOrigin(), token(1));
+    wrong.sessionId = client.sessionId;
+    wrong.seq = client.seq;
+    wrong.resume();
+    await waitFor("op 9", () => wrong.frames.find((f) => f.op === 9));
+    assert.equal(wrong.frames.find((f) => f.op === 9).d, false);
+    await wrong.close();
+    const logs = engine.logs().map((l) => l.msg).join("\n");
+    assert.match(logs, /resume refused .*reason=token_mismatch/);
+    assert.ok(!logs.includes(token(1)) && !logs.includes(token(2)));
+  });
+});
