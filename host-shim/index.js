@@ -1,0 +1,379 @@
+/*
+ * index.js - heartline's OpenClaw plugin: glue between the gateway and
+ * libheartline.so, nothing more.
+ *
+ * In the `full` registration mode it loads the library through koffi,
+ * starts an engine (a local Discord endpoint on 127.0.0.1), points the
+ * Discord channel at it through DISCORD_API_URL, forwards the engine's
+ * log records to the gateway's logger, and registers a service whose
+ * stop() lets the engine go. Every other mode does nothing, and so does
+ * evaluating this module: the top level has no side effects.
+ *
+ * The engine outlives a plugin reload. Its handle lives on globalThis,
+ * which survives the fresh evaluation of this module, so register()
+ * running again keeps a running engine whose configuration is unchanged
+ * instead of reconnecting every bot upstream. The service's stop() only
+ * releases the engine; it ends when no registration takes it back within
+ * a grace period, or when the process exits.
+ *
+ * Every call into the library returns at once (the ABI's promise), and
+ * the library never calls back, so nothing here can stall its threads.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { definePluginEntry } from 'openclaw/plugin-sdk/plugin-entry';
+
+const PLUGIN_ID = 'heartline';
+const STATE_KEY = Symbol.for('heartline.openclaw.state');
+const SERVICE_ID = 'heartline-engine';
+const ENV_NAME = 'DISCORD_API_URL';
+const LOG_POLL_MS = 250;
+const LOG_DRAINS_PER_TICK = 16;
+const LOG_BUF_BYTES = 64 * 1024;
+const ERR_BUF_BYTES = 1024;
+const STATUS_BUF_BYTES = 64 * 1024;
+const ORIGIN_WAIT_MS = 2000;
+const RELEASE_GRACE_MS = 30 * 1000;
+
+// The state shared by every evaluation of this module in one process.
+function sharedState() {
+  globalThis[STATE_KEY] ??= {
+    koffi: null,    // one koffi per process, however many reloads
+    libs: new Map(), // library path -> bound ABI functions
+    engine: null,   // { lib, libPath, handle, key, origin }
+    env: null,      // { had, value } of DISCORD_API_URL before ours
+    logger: null,   // the logger of the newest registration
+    owner: null,    // token of the registration that may stop the engine
+    timer: null,    // log pump
+    release: null,  // grace timer between a stop() and the next register
+    exitHook: false,
+  };
+  return globalThis[STATE_KEY];
+}
+
+// The package's own metadata: the ABI it was built for and the config
+// keys that are the shim's, not the engine's (see manifest.json).
+function readPackageMeta(rootDir) {
+  const file = path.join(rootDir, 'package.json');
+  const meta = JSON.parse(fs.readFileSync(file, 'utf8')).heartline;
+  if (!meta || !Number.isInteger(meta.abi))
+    throw new Error(`${file} has no heartline.abi`);
+  return { abi: meta.abi, hostKeys: meta.hostKeys ?? [] };
+}
+
+function loadKoffi(state, rootDir) {
+  if (!state.koffi)
+    state.koffi = createRequire(path.join(rootDir, 'package.json'))('koffi');
+  return state.koffi;
+}
+
+// Binds the ABI of one library file. Handles are koffi pointers (BigInt
+// or null); buffers go in as `void *` so the library writes into memory
+// that JS owns.
+function bindLibrary(state, rootDir, libPath) {
+  const known = state.libs.get(libPath);
+  if (known)
+    return known;
+
+  const koffi = loadKoffi(state, rootDir);
+  let so;
+  try {
+    so = koffi.load(libPath);
+  } catch (err) {
+    throw new Error(`cannot load ${libPath}: ${err.message}`);
+  }
+  const lib = {
+    abiVersion: so.func('hl_abi_version', 'int', []),
+    version: so.func('hl_version', 'const char *', []),
+    start: so.func('hl_start', 'void *',
+      ['const char *', 'void *', 'size_t']),
+    stop: so.func('hl_stop', 'void', ['void *']),
+    status: so.func('hl_status', 'size_t', ['void *', 'void *', 'size_t']),
+    drain: so.func('hl_logs_drain', 'size_t',
+      ['void *', 'void *', 'size_t']),
+  };
+  state.libs.set(libPath, lib);
+  return lib;
+}
+
+// Text written by the library into buf, up to its NUL or its length.
+function cString(buf, length) {
+  const end = buf.indexOf(0);
+  const stop = end < 0 ? length : Math.min(end, length);
+  return buf.toString('utf8', 0, stop);
+}
+
+// A key that is equal for two configurations that mean the same.
+function configKey(libPath, config) {
+  const sorted = Object.keys(config).sort()
+    .map((name) => [name, config[name]]);
+  return JSON.stringify([libPath, sorted]);
+}
+
+function engineConfig(pluginConfig, hostKeys) {
+  const config = { ...(pluginConfig ?? {}) };
+  for (const key of hostKeys)
+    delete config[key];
+  return config;
+}
+
+function resolveLibrary(rootDir, pluginConfig) {
+  const override = pluginConfig?.library;
+  if (override === undefined)
+    return path.join(rootDir, 'lib', 'libheartline.so');
+  if (!path.isAbsolute(override))
+    throw new Error(`library must be an absolute path: ${override}`);
+  return override;
+}
+
+// ------------------------------------------------------------- the env var
+
+function pointChannelAt(state, origin) {
+  if (!state.env) {
+    const had = Object.hasOwn(process.env, ENV_NAME);
+    state.env = { had, value: process.env[ENV_NAME] };
+  }
+  process.env[ENV_NAME] = `${origin}/api/v10`;
+}
+
+function restoreEnv(state) {
+  if (!state.env)
+    return;
+  if (state.env.had)
+    process.env[ENV_NAME] = state.env.value;
+  else
+    delete process.env[ENV_NAME];
+  state.env = null;
+}
+
+// ------------------------------------------------------------------- logs
+
+function forwardRecord(logger, line) {
+  let record;
+  try {
+    record = JSON.parse(line);
+  } catch {
+    logger.warn(`[${PLUGIN_ID}] unparsable log record: ${line}`);
+    return;
+  }
+
+  const text = `[${PLUGIN_ID}] ${record.msg}`;
+  switch (record.level) {
+  case 'debug':
+    logger.debug?.(text);
+    break;
+  case 'warn':
+    logger.warn(text);
+    break;
+  case 'error':
+    logger.error(text);
+    break;
+  default:
+    logger.info(text);
+  }
+}
+
+// Moves whatever the engine buffered to the gateway's logger. Bounded per
+// tick so a flood of records cannot hold the event loop.
+function drainLogs(state) {
+  const engine = state.engine;
+  if (!engine || !state.logger)
+    return;
+
+  const buf = state.logBuf ??= Buffer.alloc(LOG_BUF_BYTES);
+  for (let i = 0; i < LOG_DRAINS_PER_TICK; i++) {
+    const n = Number(engine.lib.drain(engine.handle, buf, buf.length));
+    if (n === 0)
+      break;
+    for (const line of cString(buf, n).split('\n'))
+      if (line !== '')
+        forwardRecord(state.logger, line);
+  }
+}
+
+function startLogPump(state) {
+  clearInterval(state.timer);
+  state.timer = setInterval(() => drainLogs(state), LOG_POLL_MS);
+  state.timer.unref();
+}
+
+// ----------------------------------------------------------------- engine
+
+function startEngine(state, rootDir, libPath, config, abi) {
+  const lib = bindLibrary(state, rootDir, libPath);
+  const found = lib.abiVersion();
+  if (found !== abi)
+    throw new Error(`${libPath} has ABI ${found}, this plugin needs ${abi}`);
+
+  const err = Buffer.alloc(ERR_BUF_BYTES);
+  const handle = lib.start(JSON.stringify(config), err, err.length);
+  if (!handle)
+    throw new Error(`engine did not start: ${cString(err, err.length)}`);
+
+  const engine = { lib, libPath, handle, key: configKey(libPath, config) };
+  engine.origin = awaitOrigin(engine);
+  if (!engine.origin) {
+    lib.stop(handle);
+    throw new Error('engine reported no origin');
+  }
+  return engine;
+}
+
+// The engine's origin from its status. The net thread publishes the
+// first snapshot a moment after hl_start returns; until then status is
+// `{}`, so wait for it, briefly and on a bound.
+// XXX: this blocks the event loop for those few milliseconds; hl_start
+// publishing its first snapshot before returning would make it moot.
+function awaitOrigin(engine) {
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  const deadline = Date.now() + ORIGIN_WAIT_MS;
+
+  for (;;) {
+    let origin;
+    try {
+      origin = JSON.parse(readStatus(engine)).origin;
+    } catch {
+      // Not published yet, or not JSON: ask again.
+    }
+    if (typeof origin === 'string' || Date.now() >= deadline)
+      return origin;
+    Atomics.wait(nap, 0, 0, 5);
+  }
+}
+
+function readStatus(engine) {
+  let buf = Buffer.alloc(STATUS_BUF_BYTES);
+  for (;;) {
+    const n = Number(engine.lib.status(engine.handle, buf, buf.length));
+    if (n < buf.length)
+      return buf.toString('utf8', 0, n);
+    buf = Buffer.alloc(n + 1);
+  }
+}
+
+// Ends the engine, after one last drain so its final records are seen.
+function stopEngine(state) {
+  const engine = state.engine;
+  if (!engine)
+    return;
+
+  drainLogs(state);
+  clearInterval(state.timer);
+  clearTimeout(state.release);
+  state.timer = null;
+  state.release = null;
+  state.engine = null;
+  state.owner = null;
+  restoreEnv(state);
+  engine.lib.stop(engine.handle);
+}
+
+// Keeps a running engine whose configuration is unchanged, or replaces
+// it. Returns the engine, or throws with a message for the operator.
+function ensureEngine(state, api, meta) {
+  const libPath = resolveLibrary(api.rootDir, api.pluginConfig);
+  const config = engineConfig(api.pluginConfig, meta.hostKeys);
+  const key = configKey(libPath, config);
+
+  if (state.engine?.key === key) {
+    api.logger.info(`[${PLUGIN_ID}] keeping the running engine ` +
+      `at ${state.engine.origin}`);
+    return state.engine;
+  }
+  if (state.engine) {
+    api.logger.info(`[${PLUGIN_ID}] configuration changed: ` +
+      'restarting the engine');
+    stopEngine(state);
+  }
+
+  state.engine = startEngine(state, api.rootDir, libPath, config, meta.abi);
+  const version = state.engine.lib.version();
+  api.logger.info(`[${PLUGIN_ID}] engine ${version} listening ` +
+    `at ${state.engine.origin}`);
+  return state.engine;
+}
+
+// ------------------------------------------------------------ registration
+
+function registerFull(api) {
+  const state = sharedState();
+  state.logger = api.logger;
+  clearTimeout(state.release);
+  state.release = null;
+
+  let engine;
+  try {
+    engine = ensureEngine(state, api, readPackageMeta(api.rootDir));
+  } catch (err) {
+    // The channel keeps talking to Discord directly.
+    api.logger.error(`[${PLUGIN_ID}] ${err.message}; Discord traffic ` +
+      'stays on the built-in transport');
+    return;
+  }
+  pointChannelAt(state, engine.origin);
+  startLogPump(state);
+  stopOnExit(state);
+
+  // Only the newest registration may release the engine: an older one's
+  // stop() must not end an engine that was handed over to a newer one.
+  const token = {};
+  state.owner = token;
+
+  api.registerService({
+    id: SERVICE_ID,
+    start() {},
+    stop() {
+      if (state.owner !== token)
+        return;
+      state.owner = null;
+      releaseEngine(state, api.logger);
+    },
+  });
+}
+
+// A reload runs the old service's stop() first and the new register()
+// right after, so stopping at once would reconnect every bot on every
+// reload. The engine is kept for a grace period instead: register()
+// reclaims it, or the timer ends it (the plugin was disabled).
+function releaseEngine(state, logger) {
+  clearTimeout(state.release);
+  state.release = setTimeout(() => {
+    state.release = null;
+    if (state.owner !== null || !state.engine)
+      return;
+    logger.info(`[${PLUGIN_ID}] no registration took the engine over: ` +
+      'stopping it');
+    stopEngine(state);
+  }, RELEASE_GRACE_MS);
+  state.release.unref();
+}
+
+// On gateway shutdown the grace timer never fires (it does not hold the
+// process up); stop the engine as the process exits, so upstream sessions
+// are closed with a resumable code rather than cut. Installed once per
+// process, whatever the number of reloads.
+function stopOnExit(state) {
+  if (state.exitHook)
+    return;
+  state.exitHook = true;
+  process.once('exit', () => stopEngine(state));
+}
+
+// Name, description and version come from openclaw.plugin.json, which is
+// generated from manifest.json; repeating them here would let them drift.
+export default definePluginEntry({
+  id: PLUGIN_ID,
+  register(api) {
+    if (api.registrationMode !== 'full')
+      return;
+    registerFull(api);
+  },
+});
+
+// For tests and diagnostics in the same process: the running engine's
+// status, or null.
+export function heartlineStatus() {
+  const engine = globalThis[STATE_KEY]?.engine;
+  return engine ? JSON.parse(readStatus(engine)) : null;
+}
