@@ -278,11 +278,16 @@ void hl_up_start(hl_bot *bot)
 static int connect_to(hl_bot *bot, const char *url_text, const char *address)
 {
 	struct lws_client_connect_info ci;
-	char path[1100];
+	char path[1100], host[300];
 	hl_url url;
 
 	if (hl_url_parse(url_text, &url) != 0)
 		return -1;
+	/* Host carries the port unless it is the scheme's default. */
+	if (url.port == (url.tls ? 443 : 80))
+		snprintf(host, sizeof(host), "%s", url.host);
+	else
+		snprintf(host, sizeof(host), "%s:%d", url.host, url.port);
 	snprintf(path, sizeof(path), "%s%sv=10&encoding=json", url.path,
 		 strchr(url.path, '?') ? "&" : "?");
 
@@ -291,8 +296,8 @@ static int connect_to(hl_bot *bot, const char *url_text, const char *address)
 	ci.vhost = bot->eng->up_vh;
 	ci.address = address;
 	ci.port = url.port;
-	ci.host = url.host;
-	ci.origin = url.host;
+	ci.host = host;
+	ci.origin = host;
 	ci.path = path;
 	ci.protocol = NULL;
 	ci.local_protocol_name = "discord-up";
