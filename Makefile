@@ -49,7 +49,7 @@ deps:
 
 check:
 	clang-format --dry-run --Werror plugin/*.c plugin/*.h include/*.h \
-		host-shim/*.c
+		host-shim/*.c tests/unit/*.c tests/unit/*.h
 
 clean:
 	rm -rf $(BUILD)

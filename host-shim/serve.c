@@ -83,7 +83,8 @@ static void usage(FILE *out)
 {
 	fputs("usage: heartline serve --config FILE [--library PATH] "
 	      "[--status-json]\n"
-	      "       heartline version [--library PATH]\n", out);
+	      "       heartline version [--library PATH]\n",
+	      out);
 }
 
 /* ------------------------------------------------------------ loading */
@@ -126,24 +127,24 @@ static int api_load(struct hl_api *api, const char *path)
 		return -1;
 	}
 
-	api->abi_version = (int (*)(void))symbol(api->dl, "hl_abi_version",
-						 path);
-	api->version = (const char *(*)(void))symbol(api->dl, "hl_version",
-						     path);
-	api->start = (hl_engine *(*)(const char *, char *, size_t))
-		symbol(api->dl, "hl_start", path);
+	api->abi_version =
+	        (int (*)(void))symbol(api->dl, "hl_abi_version", path);
+	api->version =
+	        (const char *(*)(void))symbol(api->dl, "hl_version", path);
+	api->start = (hl_engine * (*)(const char *, char *, size_t))
+	        symbol(api->dl, "hl_start", path);
 	api->stop = (void (*)(hl_engine *))symbol(api->dl, "hl_stop", path);
-	api->status = (size_t (*)(hl_engine *, char *, size_t))
-		symbol(api->dl, "hl_status", path);
-	api->logs_drain = (size_t (*)(hl_engine *, char *, size_t))
-		symbol(api->dl, "hl_logs_drain", path);
+	api->status = (size_t(*)(hl_engine *, char *, size_t))symbol(
+	        api->dl, "hl_status", path);
+	api->logs_drain = (size_t(*)(hl_engine *, char *, size_t))symbol(
+	        api->dl, "hl_logs_drain", path);
 	if (!api->abi_version || !api->version || !api->start || !api->stop ||
 	    !api->status || !api->logs_drain)
 		goto fail;
 
 	if (api->abi_version() != HL_ABI_VERSION) {
 		fprintf(stderr, "heartline: %s has ABI %d, we need %d\n", path,
-			api->abi_version(), HL_ABI_VERSION);
+		        api->abi_version(), HL_ABI_VERSION);
 		goto fail;
 	}
 	return 0;
@@ -173,7 +174,7 @@ static char *read_file(const char *path)
 	n = fread(text, 1, CONFIG_MAX_BYTES + 1, f);
 	if (ferror(f) || n > CONFIG_MAX_BYTES) {
 		fprintf(stderr, "heartline: %s: unreadable or over %d bytes\n",
-			path, CONFIG_MAX_BYTES);
+		        path, CONFIG_MAX_BYTES);
 		free(text);
 		text = NULL;
 		goto out;
@@ -208,7 +209,7 @@ static char *load_config(const char *path, char **library)
 	lib = cJSON_DetachItemFromObjectCaseSensitive(root, "library");
 	if (lib != NULL && !cJSON_IsString(lib)) {
 		fprintf(stderr, "heartline: %s: library must be a string\n",
-			path);
+		        path);
 		cJSON_Delete(lib);
 		goto out;
 	}
@@ -280,8 +281,8 @@ static void print_bot(const cJSON *bot)
 	else
 		snprintf(state, sizeof(state), "%s", str(bot, "state", "?"));
 
-	printf("%-19.19s %-11s %4s %6.0f %6.0f %5.0f %5.0f %6.0f %7.0f\n",
-	       name, state, cJSON_IsTrue(down) ? "yes" : "no",
+	printf("%-19.19s %-11s %4s %6.0f %6.0f %5.0f %5.0f %6.0f %7.0f\n", name,
+	       state, cJSON_IsTrue(down) ? "yes" : "no",
 	       num(bot, "heartbeat_rtt_ms"), num(bot, "heartbeat_late_ms_max"),
 	       num(bot, "drops"), num(bot, "identifies"), num(bot, "typing"),
 	       num(bot, "replies"));
@@ -308,11 +309,10 @@ static void draw_table(const char *status, const struct recent *recent)
 	       num(rest, "requests"), num(rest, "in_flight"),
 	       num(rest, "errors"));
 	printf("%-19s %-11s %4s %6s %6s %5s %5s %6s %7s\n", "BOT", "STATE",
-	       "HOST", "RTT ms", "LATE", "DROPS", "IDENT", "TYPING",
-	       "REPLIES");
+	       "HOST", "RTT ms", "LATE", "DROPS", "IDENT", "TYPING", "REPLIES");
 
 	bots = cJSON_GetObjectItemCaseSensitive(root, "bots");
-	cJSON_ArrayForEach(bot, bots)
+	cJSON_ArrayForEach (bot, bots)
 		print_bot(bot);
 	if (cJSON_GetArraySize(bots) == 0)
 		printf("(no bot has connected yet)\n");
@@ -322,7 +322,7 @@ logs:
 	printf("\n");
 	for (i = 0; i < recent->count; i++) {
 		int at = (recent->next - recent->count + i + RECENT_LOGS) %
-			 RECENT_LOGS;
+		         RECENT_LOGS;
 
 		printf("%s\n", recent->lines[at]);
 	}
@@ -349,15 +349,15 @@ static void format_record(char *out, size_t len, const char *line)
 	if (gmtime_r(&secs, &tm) != NULL) {
 		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
 		snprintf(when + strlen(when), sizeof(when) - strlen(when),
-			 ".%03dZ", (int)((long long)t % 1000));
+		         ".%03dZ", (int)((long long)t % 1000));
 	}
 	snprintf(out, len, "%s %-5s %s", when, str(rec, "level", "?"),
-		 str(rec, "msg", ""));
+	         str(rec, "msg", ""));
 	cJSON_Delete(rec);
 }
 
 static void emit_record(enum out_mode mode, struct recent *recent,
-			const char *line)
+                        const char *line)
 {
 	char text[LOG_LINE_MAX];
 
@@ -380,7 +380,7 @@ static void emit_record(enum out_mode mode, struct recent *recent,
 
 /* Moves every buffered record out of the engine. */
 static void drain_logs(const struct hl_api *api, hl_engine *engine,
-		       enum out_mode mode, struct recent *recent, char *buf)
+                       enum out_mode mode, struct recent *recent, char *buf)
 {
 	size_t n;
 	char *line, *save;
@@ -416,7 +416,7 @@ static void catch_signals(void)
 }
 
 static void show_status(const struct hl_api *api, hl_engine *engine,
-			enum out_mode mode, const struct recent *recent)
+                        enum out_mode mode, const struct recent *recent)
 {
 	char *status;
 
@@ -438,8 +438,7 @@ static void show_status(const struct hl_api *api, hl_engine *engine,
  * Polls the engine until a signal asks us to stop, then drains once more
  * so that nothing logged before the stop is lost.
  */
-static void run(const struct hl_api *api, hl_engine *engine,
-		enum out_mode mode)
+static void run(const struct hl_api *api, hl_engine *engine, enum out_mode mode)
 {
 	static struct recent recent;
 	char *buf = malloc(LOG_BUF_BYTES);
@@ -470,7 +469,7 @@ static void run(const struct hl_api *api, hl_engine *engine,
  * for it, on a bound. Returns -1 when no origin came.
  */
 static int announce(const struct hl_api *api, hl_engine *engine,
-		    enum out_mode mode)
+                    enum out_mode mode)
 {
 	FILE *out = mode == OUT_STATUS_JSON ? stderr : stdout;
 	const char *origin = NULL;
@@ -493,7 +492,7 @@ static int announce(const struct hl_api *api, hl_engine *engine,
 		fprintf(stderr, "heartline: the engine reported no origin\n");
 	else
 		fprintf(out, "heartline %s listening at %s\n", api->version(),
-			origin);
+		        origin);
 	fflush(out);
 	cJSON_Delete(root);
 	return origin == NULL ? -1 : 0;

@@ -21,7 +21,10 @@ struct field {
 	int max;
 };
 
-#define FIELD(n, k, m, lo, hi) { n, k, offsetof(hl_config, m), lo, hi }
+#define FIELD(n, k, m, lo, hi)                                                 \
+	{                                                                      \
+		n, k, offsetof(hl_config, m), lo, hi                           \
+	}
 
 static const struct field fields[] = {
 	FIELD("listen_port", F_INT, listen_port, 0, 65535),
@@ -61,19 +64,20 @@ static void trim_slash(char *s)
 		s[--n] = '\0';
 }
 
-static int set_field(hl_config *cfg, const struct field *f,
-		     const cJSON *item, char *err, size_t errlen)
+static int set_field(hl_config *cfg, const struct field *f, const cJSON *item,
+                     char *err, size_t errlen)
 {
 	void *slot = (char *)cfg + f->offset;
 	hl_url url;
 
 	switch (f->kind) {
 	case F_INT:
-		if (!cJSON_IsNumber(item) || item->valuedouble != item->valueint ||
+		if (!cJSON_IsNumber(item) ||
+		    item->valuedouble != item->valueint ||
 		    item->valueint < f->min || item->valueint > f->max) {
 			snprintf(err, errlen,
-				 "config: %s must be an integer from %d to %d",
-				 f->name, f->min, f->max);
+			         "config: %s must be an integer from %d to %d",
+			         f->name, f->min, f->max);
 			return -1;
 		}
 		*(int *)slot = item->valueint;
@@ -81,8 +85,10 @@ static int set_field(hl_config *cfg, const struct field *f,
 	case F_LEVEL:
 		if (!cJSON_IsString(item) ||
 		    hl_level_parse(item->valuestring, slot) != 0) {
-			snprintf(err, errlen, "config: %s must be one of "
-				 "debug, info, warn, error", f->name);
+			snprintf(err, errlen,
+			         "config: %s must be one of "
+			         "debug, info, warn, error",
+			         f->name);
 			return -1;
 		}
 		return 0;
@@ -90,15 +96,16 @@ static int set_field(hl_config *cfg, const struct field *f,
 	case F_STRING:
 		if (!cJSON_IsString(item) || item->valuestring[0] == '\0') {
 			snprintf(err, errlen,
-				 "config: %s must be a non-empty string",
-				 f->name);
+			         "config: %s must be a non-empty string",
+			         f->name);
 			return -1;
 		}
-		if (f->kind == F_URL && hl_url_parse(item->valuestring,
-						     &url) != 0) {
-			snprintf(err, errlen, "config: %s is not an http(s) "
-				 "or ws(s) URL: %.200s", f->name,
-				 item->valuestring);
+		if (f->kind == F_URL &&
+		    hl_url_parse(item->valuestring, &url) != 0) {
+			snprintf(err, errlen,
+			         "config: %s is not an http(s) "
+			         "or ws(s) URL: %.200s",
+			         f->name, item->valuestring);
 			return -1;
 		}
 		free(*(char **)slot);
@@ -114,8 +121,7 @@ static int set_field(hl_config *cfg, const struct field *f,
 	return -1;
 }
 
-int hl_config_parse(const char *json, hl_config *cfg, char *err,
-		    size_t errlen)
+int hl_config_parse(const char *json, hl_config *cfg, char *err, size_t errlen)
 {
 	cJSON *root, *item;
 	size_t i;
@@ -130,7 +136,7 @@ int hl_config_parse(const char *json, hl_config *cfg, char *err,
 		cJSON_Delete(root);
 		goto fail_nojson;
 	}
-	cJSON_ArrayForEach(item, root) {
+	cJSON_ArrayForEach (item, root) {
 		const struct field *f = NULL;
 
 		for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
@@ -139,7 +145,7 @@ int hl_config_parse(const char *json, hl_config *cfg, char *err,
 		}
 		if (f == NULL) {
 			snprintf(err, errlen, "config: unknown field %.100s",
-				 item->string);
+			         item->string);
 			goto fail;
 		}
 		if (set_field(cfg, f, item, err, errlen) != 0)

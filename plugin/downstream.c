@@ -117,7 +117,7 @@ void hl_down_dispatch(hl_bot *bot, const char *t, cJSON *d)
 		return;
 	bot->ds_seq++;
 	if (hl_buf_appendf(&b, "{\"op\":0,\"t\":\"%s\",\"s\":%lld,\"d\":%s}", t,
-			   (long long)bot->ds_seq, dtext) != 0) {
+	                   (long long)bot->ds_seq, dtext) != 0) {
 		free(dtext);
 		hl_buf_free(&b);
 		return;
@@ -154,7 +154,7 @@ static void session_restart(hl_bot *bot)
 		return;
 	hl_down_dispatch(bot, "READY", ready);
 	cJSON_Delete(ready);
-	cJSON_ArrayForEach(g, bot->guilds) {
+	cJSON_ArrayForEach (g, bot->guilds) {
 		hl_down_dispatch(bot, "GUILD_CREATE", g);
 	}
 }
@@ -199,14 +199,14 @@ static void on_identify(hl_down *down, cJSON *d)
 
 		cJSON_DeleteItemFromObjectCaseSensitive(identify, "compress");
 		bot = hl_bot_new(eng, bare_token(token->valuestring), shard,
-				 identify);
+		                 identify);
 		if (bot == NULL) {
 			cJSON_Delete(identify);
 			close_down(down, 4000);
 			return;
 		}
 		hl_logf(eng->log, HL_INFO, "new bot bot=%s shard=%d/%d",
-			bot->token_hash, shard[0], shard[1]);
+		        bot->token_hash, shard[0], shard[1]);
 		hl_up_start(bot);
 	}
 	if (bot->up_state == UP_FATAL) {
@@ -215,7 +215,7 @@ static void on_identify(hl_down *down, cJSON *d)
 	}
 	bind_down(bot, down);
 	hl_logf(eng->log, HL_INFO, "downstream identify bot=%s joined=%d",
-		bot->token_hash, bot->ready_d != NULL);
+	        bot->token_hash, bot->ready_d != NULL);
 	if (bot->ready_d == NULL || bot->ds_seq == 0)
 		return; /* READY goes out when the upstream session is up */
 	if (bot->ds_bound || !hl_replay_covers(&bot->replay, 0))
@@ -244,28 +244,28 @@ static void on_resume(hl_down *down, cJSON *d)
 	if (bot == NULL)
 		why = "unknown_session";
 	else if (!cJSON_IsString(token) ||
-		 strcmp(bare_token(token->valuestring), bot->token) != 0)
+	         strcmp(bare_token(token->valuestring), bot->token) != 0)
 		why = "token_mismatch";
 	else if (!hl_replay_covers(&bot->replay, after))
 		why = "too_old";
 	if (why) {
 		hl_logf(eng->log, HL_WARN,
-			"downstream resume refused bot=%s reason=%s seq=%lld",
-			bot ? bot->token_hash : "-", why, (long long)after);
+		        "downstream resume refused bot=%s reason=%s seq=%lld",
+		        bot ? bot->token_hash : "-", why, (long long)after);
 		send_text(down, "{\"op\":9,\"d\":false}");
 		return;
 	}
 	bind_down(bot, down);
 	replay_after(bot, down, after);
 	snprintf(resumed, sizeof(resumed),
-		 "{\"op\":0,\"t\":\"RESUMED\",\"s\":%lld,\"d\":{}}",
-		 (long long)bot->ds_seq);
+	         "{\"op\":0,\"t\":\"RESUMED\",\"s\":%lld,\"d\":{}}",
+	         (long long)bot->ds_seq);
 	send_text(down, resumed);
 	bot->ds_bound = 1;
 	hl_logf(eng->log, HL_INFO,
-		"downstream resumed bot=%s seq=%lld replayed=%lld",
-		bot->token_hash, (long long)after,
-		(long long)(bot->ds_seq - after));
+	        "downstream resumed bot=%s seq=%lld replayed=%lld",
+	        bot->token_hash, (long long)after,
+	        (long long)(bot->ds_seq - after));
 }
 
 static void on_message(hl_down *down, const char *text, size_t len)
@@ -277,7 +277,7 @@ static void on_message(hl_down *down, const char *text, size_t len)
 
 	if (!cJSON_IsNumber(op)) {
 		hl_logf(eng->log, HL_WARN,
-			"downstream sent a malformed frame bytes=%zu", len);
+		        "downstream sent a malformed frame bytes=%zu", len);
 		cJSON_Delete(msg);
 		close_down(down, 4002);
 		return;
@@ -293,14 +293,15 @@ static void on_message(hl_down *down, const char *text, size_t len)
 		on_resume(down, d);
 		break;
 	default:
-		/* Presence, voice state, member requests: Discord's business. */
+		/* Presence, voice state, member requests: Discord's business.
+		 */
 		if (down->bot == NULL)
 			close_down(down, 4003);
 		else if (hl_up_send(down->bot, text, len) != 0)
 			hl_logf(eng->log, HL_WARN,
-				"downstream op dropped bot=%s op=%d: upstream "
-				"not ready", down->bot->token_hash,
-				op->valueint);
+			        "downstream op dropped bot=%s op=%d: upstream "
+			        "not ready",
+			        down->bot->token_hash, op->valueint);
 		break;
 	}
 	cJSON_Delete(msg);
@@ -314,8 +315,8 @@ static int on_writable(hl_down *down)
 
 	if (down->close_code && down->tx.head == NULL) {
 		lws_close_reason(down->wsi,
-				 (enum lws_close_status)down->close_code, NULL,
-				 0);
+		                 (enum lws_close_status)down->close_code, NULL,
+		                 0);
 		return -1;
 	}
 	m = hl_msgq_pop(&down->tx);
@@ -349,7 +350,7 @@ static void down_free(hl_engine *eng, hl_down *down)
 }
 
 int hl_down_callback(struct lws *wsi, enum lws_callback_reasons reason,
-		     void *user, void *in, size_t len)
+                     void *user, void *in, size_t len)
 {
 	hl_engine *eng = lws_context_user(lws_get_context(wsi));
 	hl_down **slot = user;
@@ -366,8 +367,8 @@ int hl_down_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		eng->downs = down;
 		*slot = down;
 		snprintf(hello, sizeof(hello),
-			 "{\"op\":10,\"d\":{\"heartbeat_interval\":%d}}",
-			 DOWN_HEARTBEAT_MS);
+		         "{\"op\":10,\"d\":{\"heartbeat_interval\":%d}}",
+		         DOWN_HEARTBEAT_MS);
 		send_text(down, hello);
 		return 0;
 	case LWS_CALLBACK_RECEIVE:

@@ -67,8 +67,7 @@ static void engine_free(hl_engine *eng)
 	free(eng);
 }
 
-HL_EXPORT hl_engine *hl_start(const char *config_json, char *err,
-			      size_t errlen)
+HL_EXPORT hl_engine *hl_start(const char *config_json, char *err, size_t errlen)
 {
 	char scratch[256];
 	hl_engine *eng;
@@ -106,7 +105,7 @@ HL_EXPORT hl_engine *hl_start(const char *config_json, char *err,
 	if (hl_net_start(eng, err, errlen) != 0)
 		goto fail_rest;
 	hl_logf(eng->log, HL_INFO, "engine started version=%s origin=%s",
-		HL_VERSION, eng->origin);
+	        HL_VERSION, eng->origin);
 	return eng;
 
 fail_rest:

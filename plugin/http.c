@@ -25,22 +25,30 @@ static const struct {
 	enum lws_token_indexes tok;
 	const char *name;
 } methods[] = {
-	{ WSI_TOKEN_GET_URI, "GET" },       { WSI_TOKEN_POST_URI, "POST" },
-	{ WSI_TOKEN_PUT_URI, "PUT" },       { WSI_TOKEN_PATCH_URI, "PATCH" },
-	{ WSI_TOKEN_DELETE_URI, "DELETE" }, { WSI_TOKEN_HEAD_URI, "HEAD" },
+	{ WSI_TOKEN_GET_URI, "GET" },         { WSI_TOKEN_POST_URI, "POST" },
+	{ WSI_TOKEN_PUT_URI, "PUT" },         { WSI_TOKEN_PATCH_URI, "PATCH" },
+	{ WSI_TOKEN_DELETE_URI, "DELETE" },   { WSI_TOKEN_HEAD_URI, "HEAD" },
 	{ WSI_TOKEN_OPTIONS_URI, "OPTIONS" },
 };
 
 /* Request headers that describe the hop, not the request. */
 static const char *const hop_headers[] = {
-	"host:", "connection:", "content-length:", "accept-encoding:",
-	"upgrade:", "transfer-encoding:", "keep-alive:", "te:",
-	"proxy-connection:", "expect:",
+	"host:",
+	"connection:",
+	"content-length:",
+	"accept-encoding:",
+	"upgrade:",
+	"transfer-encoding:",
+	"keep-alive:",
+	"te:",
+	"proxy-connection:",
+	"expect:",
 };
 
 /* Headers lws does not know by name but Discord reads. */
 static const char *const custom_headers[] = {
-	"x-audit-log-reason:", "x-ratelimit-precision:",
+	"x-audit-log-reason:",
+	"x-ratelimit-precision:",
 };
 
 static hl_engine *engine_of(struct lws *wsi)
@@ -60,8 +68,7 @@ static int is_hop_header(const char *name)
 }
 
 /* Percent-encodes what lws decoded, keeping the characters in keep. */
-static void append_encoded(hl_buf *b, const char *s, size_t n,
-			   const char *keep)
+static void append_encoded(hl_buf *b, const char *s, size_t n, const char *keep)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	size_t i;
@@ -85,8 +92,8 @@ static void append_query(struct lws *wsi, hl_buf *b)
 	int i, n;
 
 	for (i = 0; (n = lws_hdr_copy_fragment(wsi, frag, sizeof(frag),
-					       WSI_TOKEN_HTTP_URI_ARGS,
-					       i)) > 0; i++) {
+	                                       WSI_TOKEN_HTTP_URI_ARGS, i)) > 0;
+	     i++) {
 		char *eq = strchr(frag, '=');
 
 		hl_buf_append(b, i ? "&" : "?", 1);
@@ -100,8 +107,8 @@ static void append_query(struct lws *wsi, hl_buf *b)
 	}
 }
 
-static struct curl_slist *add_header(struct curl_slist *list,
-				     const char *name, const char *value)
+static struct curl_slist *add_header(struct curl_slist *list, const char *name,
+                                     const char *value)
 {
 	hl_buf line = { 0 };
 	struct curl_slist *next;
@@ -137,14 +144,15 @@ static struct curl_slist *collect_headers(struct lws *wsi, int for_cdn)
 			continue;
 		list = add_header(list, name, value);
 	}
-	for (i = 0; !for_cdn && i < sizeof(custom_headers) /
-				    sizeof(custom_headers[0]); i++) {
+	for (i = 0;
+	     !for_cdn && i < sizeof(custom_headers) / sizeof(custom_headers[0]);
+	     i++) {
 		const char *name = custom_headers[i];
 		int nlen = (int)strlen(name);
 
 		if (lws_hdr_custom_length(wsi, name, nlen) > 0 &&
 		    lws_hdr_custom_copy(wsi, value, sizeof(value), name,
-					nlen) >= 0)
+		                        nlen) >= 0)
 			list = add_header(list, name, value);
 	}
 	/* Without this curl would add its own Expect and wait for it. */
@@ -159,7 +167,7 @@ static hl_bot *bot_of_request(hl_engine *eng, struct lws *wsi)
 	hl_bot *bot;
 
 	if (lws_hdr_copy(wsi, auth, sizeof(auth),
-			 WSI_TOKEN_HTTP_AUTHORIZATION) <= 0)
+	                 WSI_TOKEN_HTTP_AUTHORIZATION) <= 0)
 		return NULL;
 	token = strncmp(auth, "Bot ", 4) == 0 ? auth + 4 : auth;
 	for (bot = eng->bots; bot; bot = bot->next) {
@@ -198,7 +206,7 @@ static void answer_locally(hl_http *h, int status, const char *message)
 
 /* Builds the upstream URL of a request, or NULL when it is not ours. */
 static char *upstream_url(hl_engine *eng, struct lws *wsi, const char *path,
-			  int *for_cdn)
+                          int *for_cdn)
 {
 	hl_buf b = { 0 };
 	const char *base, *rest;
@@ -207,12 +215,12 @@ static char *upstream_url(hl_engine *eng, struct lws *wsi, const char *path,
 	if (strncmp(path, HL_CDN_PREFIX, strlen(HL_CDN_PREFIX)) == 0) {
 		base = eng->cfg.cdn_base;
 		rest = path + strlen(HL_CDN_PREFIX) - 1;
-	} else if (strncmp(path, HL_MEDIA_PREFIX,
-			   strlen(HL_MEDIA_PREFIX)) == 0) {
+	} else if (strncmp(path, HL_MEDIA_PREFIX, strlen(HL_MEDIA_PREFIX)) ==
+	           0) {
 		base = eng->cfg.media_base;
 		rest = path + strlen(HL_MEDIA_PREFIX) - 1;
 	} else if (strncmp(path, HL_API_PREFIX "/",
-			   strlen(HL_API_PREFIX) + 1) == 0) {
+	                   strlen(HL_API_PREFIX) + 1) == 0) {
 		*for_cdn = 0;
 		base = eng->cfg.api_base;
 		rest = path + strlen(HL_API_PREFIX);
@@ -268,7 +276,7 @@ static int on_request(struct lws *wsi, hl_http **slot, const char *uri)
 	for (i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
 		if (lws_hdr_total_length(wsi, methods[i].tok) > 0)
 			snprintf(h->method, sizeof(h->method), "%s",
-				 methods[i].name);
+			         methods[i].name);
 	}
 	if (h->path == NULL || h->method[0] == '\0') {
 		answer_locally(h, 405, "405: Method Not Allowed");
@@ -279,7 +287,7 @@ static int on_request(struct lws *wsi, hl_http **slot, const char *uri)
 		char cl[32];
 
 		lws_hdr_copy(wsi, cl, sizeof(cl),
-			     WSI_TOKEN_HTTP_CONTENT_LENGTH);
+		             WSI_TOKEN_HTTP_CONTENT_LENGTH);
 		if (strtoul(cl, NULL, 10) > 0)
 			return 0; /* the body follows */
 	}
@@ -344,7 +352,7 @@ void hl_http_on_answer(hl_engine *eng, hl_job *job)
 	if (job->status == 0) {
 		eng->rest_errors++;
 		hl_logf(eng->log, HL_WARN, "rest %s %s failed error=\"%s\"",
-			h->method, h->path, job->error);
+		        h->method, h->path, job->error);
 		hl_job_free(job);
 		answer_locally(h, 502, "heartline: Discord is unreachable");
 		return;
@@ -392,17 +400,17 @@ static int write_head(struct lws *wsi, hl_http *h, size_t len)
 			if (!is_hop_header(name) &&
 			    strcmp(name, "content-encoding:") != 0 &&
 			    lws_add_http_header_by_name(
-				    wsi, (const unsigned char *)name,
-				    (const unsigned char *)v, (int)(eol - v),
-				    &p, end))
+			            wsi, (const unsigned char *)name,
+			            (const unsigned char *)v, (int)(eol - v),
+			            &p, end))
 				goto out;
 		}
 		line = *eol ? eol + 2 : eol;
 	}
-	if (!h->answer && lws_add_http_header_by_token(
-				  wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
-				  (const unsigned char *)"application/json",
-				  16, &p, end))
+	if (!h->answer &&
+	    lws_add_http_header_by_token(
+	            wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
+	            (const unsigned char *)"application/json", 16, &p, end))
 		goto out;
 	if (lws_add_http_header_content_length(wsi, len, &p, end) ||
 	    lws_finalize_write_http_header(wsi, buf + LWS_PRE, &p, end))
@@ -441,7 +449,7 @@ static int on_writable(struct lws *wsi, hl_http *h)
 			return -1;
 		memcpy(chunk + LWS_PRE, body + h->sent, n);
 		if (lws_write(wsi, chunk + LWS_PRE, n,
-			      final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) !=
+		              final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) !=
 		    (int)n) {
 			free(chunk);
 			return -1;
@@ -457,7 +465,7 @@ static int on_writable(struct lws *wsi, hl_http *h)
 }
 
 int hl_http_callback(struct lws *wsi, enum lws_callback_reasons reason,
-		     void *user, void *in, size_t len)
+                     void *user, void *in, size_t len)
 {
 	hl_engine *eng = engine_of(wsi);
 	hl_http **slot = user;

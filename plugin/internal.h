@@ -28,9 +28,9 @@
 
 /* ---- small utilities (util.c) ------------------------------------- */
 
-int64_t hl_now_ms(void);      /* wall clock, ms since the epoch */
-int64_t hl_mono_ms(void);     /* monotonic clock, ms */
-double hl_random(void);       /* uniform in [0, 1) */
+int64_t hl_now_ms(void);  /* wall clock, ms since the epoch */
+int64_t hl_mono_ms(void); /* monotonic clock, ms */
+double hl_random(void);   /* uniform in [0, 1) */
 void hl_token_hash(const char *token, char out[9]);
 void hl_random_hex(char *out, size_t nbytes);
 
@@ -43,7 +43,7 @@ typedef struct hl_buf {
 
 int hl_buf_append(hl_buf *b, const void *p, size_t n);
 int hl_buf_appendf(hl_buf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+        __attribute__((format(printf, 2, 3)));
 void hl_buf_free(hl_buf *b);
 
 /* ---- logging (log.c) ---------------------------------------------- */
@@ -55,7 +55,7 @@ typedef struct hl_log hl_log;
 hl_log *hl_log_new(enum hl_level min);
 void hl_log_free(hl_log *log);
 void hl_logf(hl_log *log, enum hl_level level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 size_t hl_log_drain(hl_log *log, char *buf, size_t buflen);
 int hl_level_parse(const char *name, enum hl_level *out);
 
@@ -63,18 +63,17 @@ int hl_level_parse(const char *name, enum hl_level *out);
 
 typedef struct hl_config {
 	int listen_port;
-	char *api_base;     /* upstream REST base, ends in /api/v10 */
-	char *gateway_url;  /* upstream gateway override, or NULL */
-	char *cdn_base;     /* upstream for cdn.discordapp.com */
-	char *media_base;   /* upstream for media.discordapp.net */
-	char *ca_file;      /* extra CA bundle for TLS, or NULL */
-	int replay_buffer;  /* dispatches kept per bot for RESUME */
+	char *api_base;    /* upstream REST base, ends in /api/v10 */
+	char *gateway_url; /* upstream gateway override, or NULL */
+	char *cdn_base;    /* upstream for cdn.discordapp.com */
+	char *media_base;  /* upstream for media.discordapp.net */
+	char *ca_file;     /* extra CA bundle for TLS, or NULL */
+	int replay_buffer; /* dispatches kept per bot for RESUME */
 	enum hl_level log_level;
 	int identify_interval_ms;
 } hl_config;
 
-int hl_config_parse(const char *json, hl_config *cfg, char *err,
-		    size_t errlen);
+int hl_config_parse(const char *json, hl_config *cfg, char *err, size_t errlen);
 void hl_config_free(hl_config *cfg);
 
 /* ---- URLs (url.c) ------------------------------------------------- */
@@ -92,11 +91,11 @@ int hl_url_parse(const char *url, hl_url *out);
 
 /* The dispatches of one downstream session, oldest first, bounded. */
 typedef struct hl_replay {
-	char **items;   /* downstream payloads as sent, NUL-terminated */
+	char **items; /* downstream payloads as sent, NUL-terminated */
 	size_t *lens;
 	int cap;
 	int count;
-	int head;       /* index of the oldest item */
+	int head;          /* index of the oldest item */
 	int64_t first_seq; /* sequence number of the oldest item */
 } hl_replay;
 
@@ -114,32 +113,32 @@ int hl_rewrite_cdn(cJSON *node, const char *origin);
 /* ---- jobs between threads (rest.c) --------------------------------- */
 
 enum hl_job_kind {
-	HL_JOB_FORWARD,  /* a downstream HTTP request sent upstream */
-	HL_JOB_GATEWAY,  /* look up the gateway URL and resolve its host */
+	HL_JOB_FORWARD, /* a downstream HTTP request sent upstream */
+	HL_JOB_GATEWAY, /* look up the gateway URL and resolve its host */
 	HL_JOB_QUIT
 };
 
 typedef struct hl_job {
 	struct hl_job *next;
 	enum hl_job_kind kind;
-	void *easy;         /* the curl handle while a transfer runs */
-	uint64_t id;        /* request id or bot id, for the answer */
+	void *easy;  /* the curl handle while a transfer runs */
+	uint64_t id; /* request id or bot id, for the answer */
 
 	/* request */
 	char *method;
 	char *url;
 	struct curl_slist *headers;
 	hl_buf body;
-	char *token;        /* HL_JOB_GATEWAY: bot token, freed after use */
-	char *connect_url;  /* HL_JOB_GATEWAY: URL to resolve, or NULL */
+	char *token;       /* HL_JOB_GATEWAY: bot token, freed after use */
+	char *connect_url; /* HL_JOB_GATEWAY: URL to resolve, or NULL */
 
 	/* answer */
 	long status;
 	hl_buf resp_headers; /* "Name: value\r\n" lines */
 	hl_buf resp_body;
 	char error[256];
-	char address[64];   /* HL_JOB_GATEWAY: resolved address */
-	char *gateway_url;  /* HL_JOB_GATEWAY: URL from /gateway/bot */
+	char address[64];  /* HL_JOB_GATEWAY: resolved address */
+	char *gateway_url; /* HL_JOB_GATEWAY: URL from /gateway/bot */
 	int max_concurrency;
 } hl_job;
 
@@ -165,11 +164,11 @@ void hl_rest_stop(hl_rest *rest);
 /* ---- bots and connections (net thread only) ------------------------ */
 
 enum hl_up_state {
-	UP_IDLE,        /* no connection, nothing scheduled */
-	UP_WAITING,     /* a reconnect is scheduled */
-	UP_PREPARING,   /* gateway lookup / DNS on the rest thread */
-	UP_CONNECTING,  /* TCP/TLS/WebSocket handshake */
-	UP_HELLO,       /* connected, waiting for HELLO */
+	UP_IDLE,       /* no connection, nothing scheduled */
+	UP_WAITING,    /* a reconnect is scheduled */
+	UP_PREPARING,  /* gateway lookup / DNS on the rest thread */
+	UP_CONNECTING, /* TCP/TLS/WebSocket handshake */
+	UP_HELLO,      /* connected, waiting for HELLO */
 	UP_IDENTIFYING,
 	UP_RESUMING,
 	UP_READY,
@@ -203,43 +202,43 @@ typedef struct hl_bot {
 	char token_hash[9];
 	char user_id[32];
 	int shard[2];
-	cJSON *identify;        /* the host's IDENTIFY d, reused upstream */
+	cJSON *identify; /* the host's IDENTIFY d, reused upstream */
 
 	/* upstream */
 	enum hl_up_state up_state;
 	struct lws *up_wsi;
-	hl_buf up_rx;           /* a message being reassembled */
+	hl_buf up_rx; /* a message being reassembled */
 	hl_msgq up_tx;
-	int up_close_code;      /* close we are asking for, or 0 */
-	char *gateway_url;      /* from /gateway/bot or config */
-	char *resume_url;       /* from READY */
+	int up_close_code; /* close we are asking for, or 0 */
+	char *gateway_url; /* from /gateway/bot or config */
+	char *resume_url;  /* from READY */
 	char session_id[128];
 	int64_t up_seq;
 	int heartbeat_ms;
 	int hb_acked;
 	int64_t hb_sent_ms;
-	int64_t hb_due_ms;      /* when the heartbeat timer was meant to fire */
+	int64_t hb_due_ms; /* when the heartbeat timer was meant to fire */
 	lws_sorted_usec_list_t hb_timer;
 	lws_sorted_usec_list_t retry_timer;
-	int attempts;           /* consecutive failed connects */
-	int64_t reconnect_ms;   /* chosen delay for the next connect, or -1 */
-	int peer_close_code;    /* close code Discord sent, or 0 */
+	int attempts;         /* consecutive failed connects */
+	int64_t reconnect_ms; /* chosen delay for the next connect, or -1 */
+	int peer_close_code;  /* close code Discord sent, or 0 */
 	int64_t last_identify_ms;
 	int max_concurrency;
 	int64_t ready_since_ms;
-	int64_t sends[120];     /* send times in the current window */
+	int64_t sends[120]; /* send times in the current window */
 	int nsends;
 	int fatal_code;
-	int identify_pending;   /* waiting for an IDENTIFY slot */
+	int identify_pending; /* waiting for an IDENTIFY slot */
 
 	/* downstream session, the host's view of this bot */
 	char ds_session[33];
 	int64_t ds_seq;
-	int ds_bound;           /* a host connection has seen this session */
+	int ds_bound; /* a host connection has seen this session */
 	hl_replay replay;
-	char *ready_d;          /* last upstream READY d, unmodified */
-	cJSON *guilds;          /* object: guild id -> last GUILD_CREATE d */
-	struct hl_down *down;   /* current host connection, or NULL */
+	char *ready_d;        /* last upstream READY d, unmodified */
+	cJSON *guilds;        /* object: guild id -> last GUILD_CREATE d */
+	struct hl_down *down; /* current host connection, or NULL */
 
 	/* figures */
 	int64_t hb_rtt_ms;
@@ -269,11 +268,11 @@ typedef struct hl_http {
 	struct lws *wsi;
 	uint64_t id;
 	char method[8];
-	char *path;             /* path and query */
+	char *path; /* path and query */
 	struct curl_slist *headers;
 	hl_buf body;
-	hl_job *answer;         /* set when the rest thread has answered */
-	hl_buf out;             /* local answer body */
+	hl_job *answer; /* set when the rest thread has answered */
+	hl_buf out;     /* local answer body */
 	int out_status;
 	size_t sent;
 	int headers_sent;
@@ -288,8 +287,8 @@ struct hl_engine {
 	struct lws_vhost *up_vh;
 	struct ssl_ctx_st *tls; /* client TLS context for Discord */
 	int port;
-	char origin[64];        /* http://127.0.0.1:PORT */
-	char ws_origin[64];     /* ws://127.0.0.1:PORT */
+	char origin[64];    /* http://127.0.0.1:PORT */
+	char ws_origin[64]; /* ws://127.0.0.1:PORT */
 	int64_t started_ms;
 
 	pthread_t net_thread;
@@ -297,7 +296,7 @@ struct hl_engine {
 	int net_done;
 
 	hl_rest *rest;
-	hl_mailbox results;     /* rest -> net */
+	hl_mailbox results; /* rest -> net */
 
 	/* net thread world */
 	hl_bot *bots;
@@ -325,19 +324,19 @@ void hl_net_wake(hl_engine *eng);
 /* upstream.c */
 hl_bot *hl_bot_find(hl_engine *eng, const char *token, const int shard[2]);
 hl_bot *hl_bot_new(hl_engine *eng, const char *token, const int shard[2],
-		   cJSON *identify);
+                   cJSON *identify);
 void hl_bot_free(hl_bot *bot);
 void hl_up_start(hl_bot *bot);
 void hl_up_on_gateway(hl_bot *bot, hl_job *job);
-int hl_up_callback(struct lws *wsi, enum lws_callback_reasons reason,
-		   void *in, size_t len);
+int hl_up_callback(struct lws *wsi, enum lws_callback_reasons reason, void *in,
+                   size_t len);
 void hl_up_shutdown(hl_bot *bot);
 const char *hl_up_state_name(const hl_bot *bot);
 int hl_up_send(hl_bot *bot, const char *payload, size_t len);
 
 /* downstream.c */
 int hl_down_callback(struct lws *wsi, enum lws_callback_reasons reason,
-		     void *user, void *in, size_t len);
+                     void *user, void *in, size_t len);
 void hl_down_dispatch(hl_bot *bot, const char *t, cJSON *d);
 void hl_down_session_new(hl_bot *bot);
 void hl_down_invalidate(hl_bot *bot);
@@ -346,7 +345,7 @@ void hl_down_send(hl_down *down, const char *payload, size_t len);
 
 /* http.c */
 int hl_http_callback(struct lws *wsi, enum lws_callback_reasons reason,
-		     void *user, void *in, size_t len);
+                     void *user, void *in, size_t len);
 void hl_http_on_answer(hl_engine *eng, hl_job *job);
 
 /* status.c */

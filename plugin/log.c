@@ -77,7 +77,8 @@ static size_t json_escape(char *dst, size_t at, size_t cap, const char *s)
 			dst[at++] = '\\';
 			dst[at++] = (char)c;
 		} else if (c < 0x20) {
-			at += (size_t)snprintf(dst + at, cap - at, "\\u%04x", c);
+			at += (size_t)snprintf(dst + at, cap - at, "\\u%04x",
+			                       c);
 		} else {
 			dst[at++] = (char)c;
 		}
@@ -98,8 +99,8 @@ static void log_put(hl_log *log, enum hl_level level, const char *msg)
 	}
 	rec = log->ring[(log->head + log->count) % LOG_RECORDS];
 	at = (size_t)snprintf(rec, LOG_RECORD_MAX,
-			      "{\"t\":%lld,\"level\":\"%s\",\"msg\":\"",
-			      (long long)hl_now_ms(), level_names[level]);
+	                      "{\"t\":%lld,\"level\":\"%s\",\"msg\":\"",
+	                      (long long)hl_now_ms(), level_names[level]);
 	at = json_escape(rec, at, LOG_RECORD_MAX - 4, msg);
 	memcpy(rec + at, "\"}\n", 4);
 	log->count++;
@@ -129,9 +130,9 @@ size_t hl_log_drain(hl_log *log, char *buf, size_t buflen)
 	if (log->dropped) {
 		char note[96];
 		int n = snprintf(note, sizeof(note),
-				 "{\"t\":%lld,\"level\":\"warn\",\"msg\":"
-				 "\"log buffer full dropped=%ld\"}\n",
-				 (long long)hl_now_ms(), log->dropped);
+		                 "{\"t\":%lld,\"level\":\"warn\",\"msg\":"
+		                 "\"log buffer full dropped=%ld\"}\n",
+		                 (long long)hl_now_ms(), log->dropped);
 
 		if ((size_t)n < buflen) {
 			memcpy(buf, note, (size_t)n);

@@ -46,7 +46,7 @@ static void drain_results(hl_engine *eng)
 }
 
 static int up_protocol_cb(struct lws *wsi, enum lws_callback_reasons reason,
-			  void *user, void *in, size_t len)
+                          void *user, void *in, size_t len)
 {
 	hl_engine *eng = lws_context_user(lws_get_context(wsi));
 
@@ -59,7 +59,7 @@ static int up_protocol_cb(struct lws *wsi, enum lws_callback_reasons reason,
 }
 
 static int down_protocol_cb(struct lws *wsi, enum lws_callback_reasons reason,
-			    void *user, void *in, size_t len)
+                            void *user, void *in, size_t len)
 {
 	switch (reason) {
 	case LWS_CALLBACK_ESTABLISHED:
@@ -79,8 +79,8 @@ struct down_pss {
 };
 
 static const struct lws_protocols down_protocols[] = {
-	{ "discord", down_protocol_cb, sizeof(struct down_pss), 65536, 0,
-	  NULL, 0 },
+	{ "discord", down_protocol_cb, sizeof(struct down_pss), 65536, 0, NULL,
+	  0 },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
@@ -97,8 +97,8 @@ struct status_timer {
 
 static void status_tick(lws_sorted_usec_list_t *sul)
 {
-	struct status_timer *st = lws_container_of(sul, struct status_timer,
-						   sul);
+	struct status_timer *st =
+	        lws_container_of(sul, struct status_timer, sul);
 
 	hl_status_refresh(st->eng);
 	lws_sul_schedule(st->eng->lws, 0, sul, status_tick, STATUS_PERIOD_US);
@@ -169,8 +169,8 @@ static SSL_CTX *client_tls_new(const char *ca_file)
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	if (SSL_CTX_set_default_verify_paths(ctx) != 1 ||
-	    (ca_file && SSL_CTX_load_verify_locations(ctx, ca_file,
-						      NULL) != 1)) {
+	    (ca_file &&
+	     SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1)) {
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
@@ -183,11 +183,11 @@ int hl_net_start(hl_engine *eng, char *err, size_t errlen)
 	const char *lws_debug = getenv("HEARTLINE_LWS_DEBUG");
 
 	lws_set_log_level(lws_debug ? atoi(lws_debug) : 0,
-			  lws_debug ? NULL : lws_log_sink);
+	                  lws_debug ? NULL : lws_log_sink);
 
 	memset(&info, 0, sizeof(info));
 	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
-		       LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	               LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 	info.user = eng;
 	eng->lws = lws_create_context(&info);
 	if (eng->lws == NULL) {
@@ -204,21 +204,23 @@ int hl_net_start(hl_engine *eng, char *err, size_t errlen)
 	info.keepalive_timeout = 60;
 	eng->down_vh = lws_create_vhost(eng->lws, &info);
 	if (eng->down_vh == NULL) {
-		snprintf(err, errlen, "config: listen_port %d: cannot listen "
-			 "on 127.0.0.1", eng->cfg.listen_port);
+		snprintf(err, errlen,
+		         "config: listen_port %d: cannot listen "
+		         "on 127.0.0.1",
+		         eng->cfg.listen_port);
 		goto fail;
 	}
 	eng->port = lws_get_vhost_listen_port(eng->down_vh);
 	snprintf(eng->origin, sizeof(eng->origin), "http://127.0.0.1:%d",
-		 eng->port);
+	         eng->port);
 	snprintf(eng->ws_origin, sizeof(eng->ws_origin), "ws://127.0.0.1:%d",
-		 eng->port);
+	         eng->port);
 
 	eng->tls = client_tls_new(eng->cfg.ca_file);
 	if (eng->tls == NULL) {
 		snprintf(err, errlen, "config: ca_file: cannot load %s",
-			 eng->cfg.ca_file ? eng->cfg.ca_file :
-					    "the system's CA certificates");
+		         eng->cfg.ca_file ? eng->cfg.ca_file
+		                          : "the system's CA certificates");
 		goto fail;
 	}
 	memset(&info, 0, sizeof(info));

@@ -26,7 +26,7 @@ struct hl_rest {
 	CURLM *multi;
 	pthread_t thread;
 	hl_mailbox inbox;
-	hl_job *active;   /* jobs with a transfer on the multi handle */
+	hl_job *active; /* jobs with a transfer on the multi handle */
 };
 
 void hl_mailbox_init(hl_mailbox *mb)
@@ -130,9 +130,9 @@ static int add_transfer(hl_rest *rest, hl_job *job)
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, job->headers);
 	if (job->body.len > 0 || strcmp(job->method, "GET") != 0) {
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS,
-				 job->body.data ? job->body.data : "");
+		                 job->body.data ? job->body.data : "");
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
-				 (curl_off_t)job->body.len);
+		                 (curl_off_t)job->body.len);
 	}
 	if (strcmp(job->method, "HEAD") == 0)
 		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
@@ -177,7 +177,7 @@ static void remove_transfer(hl_rest *rest, hl_job *job)
  * can connect without a lookup of its own.
  */
 static int resolve(const char *url, char *out, size_t outlen, char *err,
-		   size_t errlen)
+                   size_t errlen)
 {
 	struct addrinfo hints = { 0 }, *res = NULL;
 	hl_url u;
@@ -192,17 +192,17 @@ static int resolve(const char *url, char *out, size_t outlen, char *err,
 	rc = getaddrinfo(u.host, NULL, &hints, &res);
 	if (rc != 0 || res == NULL) {
 		snprintf(err, errlen, "cannot resolve %.120s: %s", u.host,
-			 gai_strerror(rc));
+		         gai_strerror(rc));
 		return -1;
 	}
 	if (res->ai_family == AF_INET6)
 		inet_ntop(AF_INET6,
-			  &((struct sockaddr_in6 *)res->ai_addr)->sin6_addr,
-			  out, (socklen_t)outlen);
+		          &((struct sockaddr_in6 *)res->ai_addr)->sin6_addr,
+		          out, (socklen_t)outlen);
 	else
 		inet_ntop(AF_INET,
-			  &((struct sockaddr_in *)res->ai_addr)->sin_addr, out,
-			  (socklen_t)outlen);
+		          &((struct sockaddr_in *)res->ai_addr)->sin_addr, out,
+		          (socklen_t)outlen);
 	freeaddrinfo(res);
 	return 0;
 }
@@ -217,25 +217,25 @@ static void gateway_finish(hl_rest *rest, hl_job *job)
 
 		if (job->status == 200)
 			root = cJSON_ParseWithLength(job->resp_body.data,
-						     job->resp_body.len);
+			                             job->resp_body.len);
 		url = cJSON_GetObjectItemCaseSensitive(root, "url");
 		ssl = cJSON_GetObjectItemCaseSensitive(root,
-						       "session_start_limit");
+		                                       "session_start_limit");
 		mc = cJSON_GetObjectItemCaseSensitive(ssl, "max_concurrency");
 		if (cJSON_IsString(url)) {
 			job->gateway_url = strdup(url->valuestring);
 			target = job->gateway_url;
 		} else {
 			snprintf(job->error, sizeof(job->error),
-				 "GET /gateway/bot answered %ld", job->status);
+			         "GET /gateway/bot answered %ld", job->status);
 		}
 		if (cJSON_IsNumber(mc))
 			job->max_concurrency = mc->valueint;
 		cJSON_Delete(root);
 	}
 	if (target != NULL)
-		resolve(target, job->address, sizeof(job->address),
-			job->error, sizeof(job->error));
+		resolve(target, job->address, sizeof(job->address), job->error,
+		        sizeof(job->error));
 	finish(rest, job);
 }
 
@@ -259,7 +259,7 @@ static void start_job(hl_rest *rest, hl_job *job)
 		job->url = malloc(strlen(rest->eng->cfg.api_base) + 16);
 		if (job->url)
 			sprintf(job->url, "%s/gateway/bot",
-				rest->eng->cfg.api_base);
+			        rest->eng->cfg.api_base);
 	}
 	if (job->method == NULL || job->url == NULL ||
 	    add_transfer(rest, job) != 0) {
@@ -287,7 +287,7 @@ static void collect_done(hl_rest *rest)
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &job->status);
 		if (m->data.result != CURLE_OK) {
 			snprintf(job->error, sizeof(job->error), "%s",
-				 curl_easy_strerror(m->data.result));
+			         curl_easy_strerror(m->data.result));
 			job->status = 0;
 		}
 		remove_transfer(rest, job);

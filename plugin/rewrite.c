@@ -29,7 +29,7 @@ static int rewrite_string(cJSON *node, const char *origin)
 			continue;
 		rest = node->valuestring + n;
 		if (hl_buf_appendf(&b, "%s%s%s", origin, cdn_hosts[i].to,
-				   rest) != 0)
+		                   rest) != 0)
 			return -1;
 		free(node->valuestring);
 		node->valuestring = b.data;
@@ -46,7 +46,7 @@ int hl_rewrite_cdn(cJSON *node, const char *origin)
 
 	if (cJSON_IsString(node) && node->valuestring)
 		return rewrite_string(node, origin) > 0;
-	cJSON_ArrayForEach(child, node) {
+	cJSON_ArrayForEach (child, node) {
 		changed += hl_rewrite_cdn(child, origin);
 	}
 	return changed;

@@ -23,7 +23,7 @@ static cJSON *bot_status(const hl_bot *bot)
 	cJSON_AddBoolToObject(o, "downstream", bot->down != NULL);
 	cJSON_AddNumberToObject(o, "heartbeat_rtt_ms", (double)bot->hb_rtt_ms);
 	cJSON_AddNumberToObject(o, "heartbeat_late_ms_max",
-				(double)bot->hb_late_max_ms);
+	                        (double)bot->hb_late_max_ms);
 	cJSON_AddNumberToObject(o, "drops", bot->drops);
 	cJSON_AddNumberToObject(o, "identifies", bot->identifies);
 	cJSON_AddNumberToObject(o, "resumes", bot->resumes);
@@ -50,7 +50,7 @@ void hl_status_refresh(hl_engine *eng)
 	cJSON_AddStringToObject(root, "origin", eng->origin);
 	cJSON_AddNumberToObject(root, "port", eng->port);
 	cJSON_AddNumberToObject(root, "uptime_ms",
-				(double)(hl_mono_ms() - eng->started_ms));
+	                        (double)(hl_mono_ms() - eng->started_ms));
 	bots = cJSON_AddArrayToObject(root, "bots");
 	for (bot = eng->bots; bot; bot = bot->next)
 		cJSON_AddItemToArray(bots, bot_status(bot));

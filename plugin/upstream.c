@@ -44,10 +44,11 @@ static int is_fatal(int code)
 
 static const char *state_name(enum hl_up_state s)
 {
-	static const char *names[] = {
-		"idle", "backoff", "connecting", "connecting", "connecting",
-		"identifying", "resuming", "ready", "fatal"
-	};
+	static const char *names[] = { "idle",       "backoff",
+		                       "connecting", "connecting",
+		                       "connecting", "identifying",
+		                       "resuming",   "ready",
+		                       "fatal" };
 
 	return names[s];
 }
@@ -67,7 +68,7 @@ hl_bot *hl_bot_find(hl_engine *eng, const char *token, const int shard[2])
 }
 
 hl_bot *hl_bot_new(hl_engine *eng, const char *token, const int shard[2],
-		   cJSON *identify)
+                   cJSON *identify)
 {
 	hl_bot *bot = calloc(1, sizeof(*bot));
 
@@ -154,7 +155,7 @@ static void send_heartbeat(hl_bot *bot)
 
 	if (bot->up_seq > 0)
 		n = snprintf(payload, sizeof(payload), "{\"op\":1,\"d\":%lld}",
-			     (long long)bot->up_seq);
+		             (long long)bot->up_seq);
 	else
 		n = snprintf(payload, sizeof(payload), "{\"op\":1,\"d\":null}");
 	bot->hb_acked = 0;
@@ -177,8 +178,8 @@ static int on_writable(hl_bot *bot)
 
 	if (bot->up_close_code) {
 		lws_close_reason(bot->up_wsi,
-				 (enum lws_close_status)bot->up_close_code,
-				 NULL, 0);
+		                 (enum lws_close_status)bot->up_close_code,
+		                 NULL, 0);
 		return -1;
 	}
 	msg = bot->up_tx.head;
@@ -187,16 +188,16 @@ static int on_writable(hl_bot *bot)
 	if (!msg->urgent && budget_left(bot, now) <= 0) {
 		/* Wait for the oldest send to leave the window. */
 		lws_sul_schedule(bot->eng->lws, 0, &bot->retry_timer,
-				 resend_later,
-				 (bot->sends[0] + SEND_WINDOW_MS - now + 1) *
-					 LWS_US_PER_MS);
+		                 resend_later,
+		                 (bot->sends[0] + SEND_WINDOW_MS - now + 1) *
+		                         LWS_US_PER_MS);
 		return 0;
 	}
 	msg = hl_msgq_pop(&bot->up_tx);
 	if (bot->nsends < (int)(sizeof(bot->sends) / sizeof(bot->sends[0])))
 		bot->sends[bot->nsends++] = now;
 	if (lws_write(bot->up_wsi, msg->data + LWS_PRE, msg->len,
-		      LWS_WRITE_TEXT) < (int)msg->len) {
+	              LWS_WRITE_TEXT) < (int)msg->len) {
 		free(msg);
 		return -1;
 	}
@@ -231,7 +232,7 @@ static void schedule_connect(hl_bot *bot, int64_t delay_ms)
 {
 	bot->up_state = UP_WAITING;
 	lws_sul_schedule(bot->eng->lws, 0, &bot->retry_timer, retry_fire,
-			 (delay_ms > 0 ? delay_ms : 1) * LWS_US_PER_MS);
+	                 (delay_ms > 0 ? delay_ms : 1) * LWS_US_PER_MS);
 }
 
 /* Exponential backoff with full jitter, reset after a stable session. */
@@ -289,7 +290,7 @@ static int connect_to(hl_bot *bot, const char *url_text, const char *address)
 	else
 		snprintf(host, sizeof(host), "%s:%d", url.host, url.port);
 	snprintf(path, sizeof(path), "%s%sv=10&encoding=json", url.path,
-		 strchr(url.path, '?') ? "&" : "?");
+	         strchr(url.path, '?') ? "&" : "?");
 
 	memset(&ci, 0, sizeof(ci));
 	ci.context = bot->eng->lws;
@@ -335,9 +336,9 @@ void hl_up_on_gateway(hl_bot *bot, hl_job *job)
 		int64_t delay = backoff_ms(bot);
 
 		hl_logf(eng->log, HL_WARN,
-			"upstream lookup failed bot=%s error=\"%s\" "
-			"retry_ms=%lld", bot->token_hash, job->error,
-			(long long)delay);
+		        "upstream lookup failed bot=%s error=\"%s\" "
+		        "retry_ms=%lld",
+		        bot->token_hash, job->error, (long long)delay);
 		schedule_connect(bot, delay);
 		return;
 	}
@@ -345,8 +346,8 @@ void hl_up_on_gateway(hl_bot *bot, hl_job *job)
 		int64_t delay = backoff_ms(bot);
 
 		hl_logf(eng->log, HL_WARN,
-			"upstream connect failed bot=%s retry_ms=%lld",
-			bot->token_hash, (long long)delay);
+		        "upstream connect failed bot=%s retry_ms=%lld",
+		        bot->token_hash, (long long)delay);
 		schedule_connect(bot, delay);
 	}
 }
@@ -362,8 +363,8 @@ static void heartbeat_fire(lws_sorted_usec_list_t *sul)
 		return;
 	if (!bot->hb_acked && bot->hb_sent_ms > 0) {
 		hl_logf(bot->eng->log, HL_WARN,
-			"upstream zombie bot=%s no_ack_ms=%lld, resuming",
-			bot->token_hash, (long long)(now - bot->hb_sent_ms));
+		        "upstream zombie bot=%s no_ack_ms=%lld, resuming",
+		        bot->token_hash, (long long)(now - bot->hb_sent_ms));
 		close_upstream(bot, CLOSE_RESUMABLE);
 		return;
 	}
@@ -372,7 +373,7 @@ static void heartbeat_fire(lws_sorted_usec_list_t *sul)
 	send_heartbeat(bot);
 	bot->hb_due_ms = now + bot->heartbeat_ms;
 	lws_sul_schedule(bot->eng->lws, 0, &bot->hb_timer, heartbeat_fire,
-			 (lws_usec_t)bot->heartbeat_ms * LWS_US_PER_MS);
+	                 (lws_usec_t)bot->heartbeat_ms * LWS_US_PER_MS);
 }
 
 static int64_t identify_wait_ms(hl_bot *bot)
@@ -413,7 +414,7 @@ static void send_identify(hl_bot *bot)
 	memset(text, 0, strlen(text));
 	free(text);
 	hl_logf(bot->eng->log, HL_INFO, "upstream identify bot=%s shard=%d/%d",
-		bot->token_hash, bot->shard[0], bot->shard[1]);
+	        bot->token_hash, bot->shard[0], bot->shard[1]);
 }
 
 static void identify_fire(lws_sorted_usec_list_t *sul)
@@ -449,14 +450,14 @@ static void on_hello(hl_bot *bot, cJSON *d)
 	cJSON *iv = cJSON_GetObjectItemCaseSensitive(d, "heartbeat_interval");
 	int64_t first, wait;
 
-	bot->heartbeat_ms = cJSON_IsNumber(iv) && iv->valueint > 0 ?
-				    iv->valueint : 41250;
+	bot->heartbeat_ms =
+	        cJSON_IsNumber(iv) && iv->valueint > 0 ? iv->valueint : 41250;
 	bot->hb_acked = 1;
 	bot->hb_sent_ms = 0;
 	first = (int64_t)(hl_random() * bot->heartbeat_ms);
 	bot->hb_due_ms = hl_mono_ms() + first;
 	lws_sul_schedule(bot->eng->lws, 0, &bot->hb_timer, heartbeat_fire,
-			 (first > 0 ? first : 1) * LWS_US_PER_MS);
+	                 (first > 0 ? first : 1) * LWS_US_PER_MS);
 
 	if (bot->session_id[0]) {
 		send_resume(bot);
@@ -472,15 +473,15 @@ static void on_hello(hl_bot *bot, cJSON *d)
 	bot->up_state = UP_IDENTIFYING;
 	wait += (int64_t)(hl_random() * 250);
 	lws_sul_schedule(bot->eng->lws, 0, &bot->retry_timer, identify_fire,
-			 wait * LWS_US_PER_MS);
+	                 wait * LWS_US_PER_MS);
 }
 
 /* Forgets the upstream session; the host's session goes with it. */
 static void lose_session(hl_bot *bot, const char *why)
 {
 	hl_logf(bot->eng->log, HL_WARN,
-		"upstream session lost bot=%s reason=%s, identifying anew",
-		bot->token_hash, why);
+	        "upstream session lost bot=%s reason=%s, identifying anew",
+	        bot->token_hash, why);
 	bot->session_id[0] = '\0';
 	bot->up_seq = 0;
 	free(bot->resume_url);
@@ -491,20 +492,19 @@ static void lose_session(hl_bot *bot, const char *why)
 static void on_ready(hl_bot *bot, cJSON *d)
 {
 	cJSON *sid = cJSON_GetObjectItemCaseSensitive(d, "session_id");
-	cJSON *rurl = cJSON_GetObjectItemCaseSensitive(d,
-						       "resume_gateway_url");
+	cJSON *rurl = cJSON_GetObjectItemCaseSensitive(d, "resume_gateway_url");
 	cJSON *user = cJSON_GetObjectItemCaseSensitive(d, "user");
 	cJSON *uid = cJSON_GetObjectItemCaseSensitive(user, "id");
 
 	if (cJSON_IsString(sid))
 		snprintf(bot->session_id, sizeof(bot->session_id), "%s",
-			 sid->valuestring);
+		         sid->valuestring);
 	free(bot->resume_url);
-	bot->resume_url = cJSON_IsString(rurl) ? strdup(rurl->valuestring) :
-						 NULL;
+	bot->resume_url =
+	        cJSON_IsString(rurl) ? strdup(rurl->valuestring) : NULL;
 	if (cJSON_IsString(uid))
 		snprintf(bot->user_id, sizeof(bot->user_id), "%s",
-			 uid->valuestring);
+		         uid->valuestring);
 	free(bot->ready_d);
 	bot->ready_d = cJSON_PrintUnformatted(d);
 	cJSON_Delete(bot->guilds);
@@ -512,7 +512,7 @@ static void on_ready(hl_bot *bot, cJSON *d)
 	bot->up_state = UP_READY;
 	bot->ready_since_ms = hl_mono_ms();
 	hl_logf(bot->eng->log, HL_INFO, "upstream ready bot=%s user=%s",
-		bot->token_hash, bot->user_id);
+	        bot->token_hash, bot->user_id);
 	hl_down_session_new(bot);
 }
 
@@ -525,12 +525,12 @@ static void track_guild(hl_bot *bot, const char *t, cJSON *d)
 		return;
 	if (strcmp(t, "GUILD_CREATE") == 0) {
 		cJSON_DeleteItemFromObjectCaseSensitive(bot->guilds,
-							id->valuestring);
+		                                        id->valuestring);
 		cJSON_AddItemToObject(bot->guilds, id->valuestring,
-				      cJSON_Duplicate(d, 1));
+		                      cJSON_Duplicate(d, 1));
 	} else if (strcmp(t, "GUILD_DELETE") == 0) {
 		cJSON_DeleteItemFromObjectCaseSensitive(bot->guilds,
-							id->valuestring);
+		                                        id->valuestring);
 	}
 	/*
 	 * XXX: later guild events (channels, roles, members) are not folded
@@ -556,8 +556,8 @@ static void on_dispatch(hl_bot *bot, cJSON *msg, int has_cdn)
 		bot->ready_since_ms = hl_mono_ms();
 		bot->resumes++;
 		hl_logf(bot->eng->log, HL_INFO,
-			"upstream resumed bot=%s seq=%lld", bot->token_hash,
-			(long long)bot->up_seq);
+		        "upstream resumed bot=%s seq=%lld", bot->token_hash,
+		        (long long)bot->up_seq);
 		return; /* the host never saw this connection drop */
 	} else if (strncmp(t->valuestring, "GUILD_", 6) == 0) {
 		track_guild(bot, t->valuestring, d);
@@ -576,22 +576,22 @@ static void on_message(hl_bot *bot, const char *text, size_t len)
 
 	if (!cJSON_IsNumber(op)) {
 		hl_logf(bot->eng->log, HL_WARN,
-			"upstream sent a malformed frame bot=%s bytes=%zu",
-			bot->token_hash, len);
+		        "upstream sent a malformed frame bot=%s bytes=%zu",
+		        bot->token_hash, len);
 		cJSON_Delete(msg);
 		return;
 	}
 	switch (op->valueint) {
 	case 0:
 		on_dispatch(bot, msg,
-			    memmem(text, len, "discordapp.", 11) != NULL);
+		            memmem(text, len, "discordapp.", 11) != NULL);
 		break;
 	case 1:
 		send_heartbeat(bot);
 		break;
 	case 7:
 		hl_logf(bot->eng->log, HL_INFO,
-			"upstream asked to reconnect bot=%s", bot->token_hash);
+		        "upstream asked to reconnect bot=%s", bot->token_hash);
 		bot->reconnect_ms = 0;
 		close_upstream(bot, CLOSE_RESUMABLE);
 		break;
@@ -644,8 +644,9 @@ static void on_closed(hl_bot *bot, const char *why)
 		bot->up_state = UP_FATAL;
 		bot->fatal_code = code;
 		hl_logf(eng->log, HL_ERROR,
-			"upstream closed with fatal code bot=%s code=%d; "
-			"not reconnecting", bot->token_hash, code);
+		        "upstream closed with fatal code bot=%s code=%d; "
+		        "not reconnecting",
+		        bot->token_hash, code);
 		hl_down_fatal(bot, code);
 		return;
 	}
@@ -659,13 +660,13 @@ static void on_closed(hl_bot *bot, const char *why)
 		delay = backoff_ms(bot);
 	}
 	hl_logf(eng->log, code ? HL_INFO : HL_WARN,
-		"upstream disconnected bot=%s code=%d why=%s retry_ms=%lld",
-		bot->token_hash, code, why, (long long)delay);
+	        "upstream disconnected bot=%s code=%d why=%s retry_ms=%lld",
+	        bot->token_hash, code, why, (long long)delay);
 	schedule_connect(bot, delay);
 }
 
-int hl_up_callback(struct lws *wsi, enum lws_callback_reasons reason,
-		   void *in, size_t len)
+int hl_up_callback(struct lws *wsi, enum lws_callback_reasons reason, void *in,
+                   size_t len)
 {
 	hl_bot *bot = lws_wsi_user(wsi);
 
@@ -695,8 +696,8 @@ int hl_up_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		return 0;
 	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
 		hl_logf(bot->eng->log, HL_WARN,
-			"upstream connection failed bot=%s error=\"%s\"",
-			bot->token_hash, in ? (const char *)in : "unknown");
+		        "upstream connection failed bot=%s error=\"%s\"",
+		        bot->token_hash, in ? (const char *)in : "unknown");
 		if (bot->up_wsi == wsi || bot->up_wsi == NULL)
 			on_closed(bot, "connect_error");
 		return 0;

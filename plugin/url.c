@@ -17,7 +17,7 @@ int hl_url_parse(const char *url, hl_url *out)
 	if (strncmp(url, "https://", 8) == 0 || strncmp(url, "wss://", 6) == 0)
 		out->tls = 1;
 	else if (strncmp(url, "http://", 7) != 0 &&
-		 strncmp(url, "ws://", 5) != 0)
+	         strncmp(url, "ws://", 5) != 0)
 		return -1;
 	host = strstr(url, "://") + 3;
 	end = host + strcspn(host, ":/?#");

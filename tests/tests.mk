@@ -38,4 +38,4 @@ e2e: $(LIB) package
 
 test: deps
 	$(MAKE) all
-	$(MAKE) unit symbols fake-selftest integration e2e
+	$(MAKE) check unit symbols fake-selftest integration e2e

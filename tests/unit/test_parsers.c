@@ -27,9 +27,9 @@ static void config_values(void)
 	char err[256] = "";
 
 	CHECK(hl_config_parse("{\"listen_port\":4321,\"api_base\":"
-			      "\"https://localhost:9/api/v10/\","
-			      "\"log_level\":\"debug\",\"replay_buffer\":64}",
-			      &cfg, err, sizeof(err)) == 0);
+	                      "\"https://localhost:9/api/v10/\","
+	                      "\"log_level\":\"debug\",\"replay_buffer\":64}",
+	                      &cfg, err, sizeof(err)) == 0);
 	CHECK(cfg.listen_port == 4321);
 	CHECK_STR(cfg.api_base, "https://localhost:9/api/v10");
 	CHECK(cfg.log_level == HL_DEBUG);
@@ -60,8 +60,8 @@ static void config_errors_name_the_field(void)
 		hl_config cfg;
 		char err[256] = "";
 
-		CHECK(hl_config_parse(cases[i].json, &cfg, err,
-				      sizeof(err)) != 0);
+		CHECK(hl_config_parse(cases[i].json, &cfg, err, sizeof(err)) !=
+		      0);
 		if (strstr(err, cases[i].needle) == NULL) {
 			fprintf(stderr, "  %s -> %s\n", cases[i].json, err);
 			check_failed = 1;
@@ -128,23 +128,22 @@ static void replay_bounds(void)
 static void rewrite_cdn_links(void)
 {
 	cJSON *d = cJSON_Parse(
-		"{\"attachments\":[{\"url\":\"https://cdn.discordapp.com/"
-		"attachments/1/2/a.png?ex=1\",\"proxy_url\":\"https://media."
-		"discordapp.net/attachments/1/2/a.png\"}],\"content\":"
-		"\"see https://cdn.discordapp.com/x\"}");
-	cJSON *a = cJSON_GetArrayItem(cJSON_GetObjectItem(d, "attachments"),
-				      0);
+	        "{\"attachments\":[{\"url\":\"https://cdn.discordapp.com/"
+	        "attachments/1/2/a.png?ex=1\",\"proxy_url\":\"https://media."
+	        "discordapp.net/attachments/1/2/a.png\"}],\"content\":"
+	        "\"see https://cdn.discordapp.com/x\"}");
+	cJSON *a = cJSON_GetArrayItem(cJSON_GetObjectItem(d, "attachments"), 0);
 
 	CHECK(hl_rewrite_cdn(d, "http://127.0.0.1:5") == 2);
 	CHECK_STR(cJSON_GetObjectItem(a, "url")->valuestring,
-		  "http://127.0.0.1:5/api/v10/_heartline/cdn/"
-		  "attachments/1/2/a.png?ex=1");
+	          "http://127.0.0.1:5/api/v10/_heartline/cdn/"
+	          "attachments/1/2/a.png?ex=1");
 	CHECK_STR(cJSON_GetObjectItem(a, "proxy_url")->valuestring,
-		  "http://127.0.0.1:5/api/v10/_heartline/media/"
-		  "attachments/1/2/a.png");
+	          "http://127.0.0.1:5/api/v10/_heartline/media/"
+	          "attachments/1/2/a.png");
 	/* Text that merely mentions a link is the user's, not ours. */
 	CHECK_STR(cJSON_GetObjectItem(d, "content")->valuestring,
-		  "see https://cdn.discordapp.com/x");
+	          "see https://cdn.discordapp.com/x");
 	cJSON_Delete(d);
 }
 
@@ -163,7 +162,7 @@ static void log_drain_whole_records(void)
 	CHECK(n == strlen(buf));
 	CHECK(strstr(buf, "hidden") == NULL);
 	CHECK(strstr(buf, "\"level\":\"info\",\"msg\":\"one \\\"quoted\\\" "
-			  "bot=ab12cd34\"}\n") != NULL);
+	                  "bot=ab12cd34\"}\n") != NULL);
 	CHECK(strstr(buf, "\"level\":\"error\",\"msg\":\"two\"}\n") != NULL);
 	CHECK(hl_log_drain(log, buf, sizeof(buf)) == 0);
 	hl_log_free(log);
