@@ -164,3 +164,69 @@ describe("engine with a fake Discord", () => {
     assert.ok(!logs.includes(token(1)) && !logs.includes(token(2)));
   });
 });
+
+describe("engine edges", () => {
+  let fake;
+
+  before(async () => {
+    fake = await startFake({ bots: 1, heartbeatInterval: 1000 });
+  });
+
+  after(async () => {
+    await fake?.stop();
+  });
+
+  test("TLS is verified: without the test CA, Discord is unreachable", async () => {
+    const { ca_file: _unused, ...config } = configFor(fake);
+    const engine = startEngine(config);
+    try {
+      const res = await fetch(`${engine.origin}/api/v10/users/@me`, {
+        headers: { authorization: `Bot ${fake.info.bots[0].token}` },
+      });
+      assert.equal(res.status, 502);
+      assert.match((await res.json()).message, /unreachable/);
+      const logs = engine.logs().map((l) => l.msg).join("\n");
+      assert.match(logs, /rest GET \/api\/v10\/users\/@me failed .*certificate/i);
+    } finally {
+      engine.stop();
+    }
+  });
+
+  test("a multipart upload is forwarded byte for byte", async () => {
+    const engine = startEngine(configFor(fake));
+    try {
+      const { channel_id } = await fake.dm(0, "send me a file");
+      const form = new FormData();
+      form.append("payload_json", JSON.stringify({ content: "here it is" }));
+      const bytes = Buffer.from([0, 1, 2, 250, 251, 252, 13, 10, 0]);
+      form.append("files[0]", new Blob([bytes], { type: "application/octet-stream" }),
+                  "data.bin");
+      const res = await fetch(`${engine.origin}/api/v10/channels/${channel_id}/messages`, {
+        method: "POST",
+        headers: { authorization: `Bot ${fake.info.bots[0].token}` },
+        body: form,
+      });
+      assert.equal(res.status, 200);
+      const sent = await res.json();
+      assert.equal(sent.content, "here it is");
+      assert.equal(sent.attachments[0].filename, "data.bin");
+      assert.equal(sent.attachments[0].size, bytes.length);
+      const file = await fetch(sent.attachments[0].url.replace(
+        "https://cdn.discordapp.com", fake.info.http_origin));
+      assert.deepEqual(Buffer.from(await file.arrayBuffer()), bytes);
+    } finally {
+      engine.stop();
+    }
+  });
+
+  test("unknown paths and methods get clear errors", async () => {
+    const engine = startEngine(configFor(fake));
+    try {
+      const res = await fetch(`${engine.origin}/not-discord`);
+      assert.equal(res.status, 404);
+      assert.equal((await res.json()).message, "404: Not Found");
+    } finally {
+      engine.stop();
+    }
+  });
+});
