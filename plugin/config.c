@@ -36,6 +36,9 @@ static const struct field fields[] = {
 	FIELD("replay_buffer", F_INT, replay_buffer, 16, 1000000),
 	FIELD("log_level", F_LEVEL, log_level, 0, 0),
 	FIELD("identify_interval_ms", F_INT, identify_interval_ms, 0, 600000),
+	FIELD("typing_interval_ms", F_INT, typing_interval_ms, 500, 9500),
+	FIELD("typing_hold_ms", F_INT, typing_hold_ms, 1000, 3600000),
+	FIELD("typing_cap_ms", F_INT, typing_cap_ms, 1000, 86400000),
 };
 
 static char *dup_or_null(const char *s)
@@ -52,6 +55,9 @@ static int set_defaults(hl_config *cfg)
 	cfg->replay_buffer = 2000;
 	cfg->log_level = HL_INFO;
 	cfg->identify_interval_ms = 5000;
+	cfg->typing_interval_ms = 9000;
+	cfg->typing_hold_ms = 120000;
+	cfg->typing_cap_ms = 1200000;
 	return cfg->api_base && cfg->cdn_base && cfg->media_base ? 0 : -1;
 }
 

@@ -38,6 +38,7 @@ static void engine_free(hl_engine *eng)
 	hl_bot *bot;
 	hl_down *down;
 
+	hl_typing_free_all(eng);
 	while ((bot = eng->bots) != NULL) {
 		eng->bots = bot->next;
 		hl_bot_free(bot);

@@ -196,6 +196,13 @@ static void http_free(hl_engine *eng, hl_http *h)
 	free(h);
 }
 
+static void answer_empty(hl_http *h, int status)
+{
+	h->out_status = status;
+	h->out.len = 0;
+	lws_callback_on_writable(h->wsi);
+}
+
 static void answer_locally(hl_http *h, int status, const char *message)
 {
 	h->out_status = status;
@@ -259,6 +266,42 @@ static void submit(hl_engine *eng, hl_http *h)
 	hl_rest_submit(eng->rest, job);
 }
 
+/*
+ * True when path is /api/v10/channels/ID then suffix; the id goes to ch.
+ */
+static int channel_route(const char *path, const char *suffix, char ch[32])
+{
+	static const char prefix[] = HL_API_PREFIX "/channels/";
+	const char *id = path + sizeof(prefix) - 1;
+	size_t n;
+
+	if (strncmp(path, prefix, sizeof(prefix) - 1) != 0)
+		return 0;
+	n = strspn(id, "0123456789");
+	if (n == 0 || n >= 32 || strcmp(id + n, suffix) != 0)
+		return 0;
+	memcpy(ch, id, n);
+	ch[n] = '\0';
+	return 1;
+}
+
+/* Typing is kept alive here; a reply ends it. */
+static int typing_handled(hl_http *h)
+{
+	char ch[32];
+
+	if (h->bot == NULL || strcmp(h->method, "POST") != 0)
+		return 0;
+	if (channel_route(h->path, "/typing", ch)) {
+		hl_typing_ask(h->bot, ch);
+		answer_empty(h, 204);
+		return 1;
+	}
+	if (channel_route(h->path, "/messages", ch))
+		hl_typing_stop(h->bot, ch, "reply");
+	return 0;
+}
+
 static int on_request(struct lws *wsi, hl_http **slot, const char *uri)
 {
 	hl_engine *eng = engine_of(wsi);
@@ -282,7 +325,9 @@ static int on_request(struct lws *wsi, hl_http **slot, const char *uri)
 		answer_locally(h, 405, "405: Method Not Allowed");
 		return 0;
 	}
-	h->typing_bot = bot_of_request(eng, wsi);
+	h->bot = bot_of_request(eng, wsi);
+	if (typing_handled(h))
+		return 0;
 	if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
 		char cl[32];
 
@@ -324,13 +369,11 @@ static void count_figures(hl_http *h, hl_job *job)
 	const char *p = h->path;
 	size_t n = strlen(p);
 
-	if (h->typing_bot == NULL || strcmp(h->method, "POST") != 0 ||
+	if (h->bot == NULL || strcmp(h->method, "POST") != 0 ||
 	    job->status < 200 || job->status >= 300)
 		return;
-	if (n > 7 && strcmp(p + n - 7, "/typing") == 0)
-		h->typing_bot->typing++;
-	else if (n > 9 && strcmp(p + n - 9, "/messages") == 0)
-		h->typing_bot->replies++;
+	if (n > 9 && strcmp(p + n - 9, "/messages") == 0)
+		h->bot->replies++;
 }
 
 void hl_http_on_answer(hl_engine *eng, hl_job *job)

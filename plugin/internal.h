@@ -71,6 +71,9 @@ typedef struct hl_config {
 	int replay_buffer; /* dispatches kept per bot for RESUME */
 	enum hl_level log_level;
 	int identify_interval_ms;
+	int typing_interval_ms; /* upstream refresh period */
+	int typing_hold_ms;     /* stop when the host has not asked for this */
+	int typing_cap_ms;      /* stop after this long in any case */
 } hl_config;
 
 int hl_config_parse(const char *json, hl_config *cfg, char *err, size_t errlen);
@@ -115,6 +118,7 @@ int hl_rewrite_cdn(cJSON *node, const char *origin);
 enum hl_job_kind {
 	HL_JOB_FORWARD, /* a downstream HTTP request sent upstream */
 	HL_JOB_GATEWAY, /* look up the gateway URL and resolve its host */
+	HL_JOB_TYPING,  /* refresh a typing indicator */
 	HL_JOB_QUIT
 };
 
@@ -160,6 +164,7 @@ typedef struct hl_rest hl_rest;
 hl_rest *hl_rest_start(struct hl_engine *eng, char *err, size_t errlen);
 void hl_rest_submit(hl_rest *rest, hl_job *job);
 void hl_rest_stop(hl_rest *rest);
+struct curl_slist *hl_auth_headers(const char *token);
 
 /* ---- bots and connections (net thread only) ------------------------ */
 
@@ -252,6 +257,8 @@ typedef struct hl_bot {
 } hl_bot;
 
 /* One downstream WebSocket (a host gateway connection). */
+typedef struct hl_typing hl_typing;
+
 typedef struct hl_down {
 	struct hl_down *next;
 	struct lws *wsi;
@@ -276,7 +283,7 @@ typedef struct hl_http {
 	int out_status;
 	size_t sent;
 	int headers_sent;
-	hl_bot *typing_bot;
+	hl_bot *bot; /* by the Authorization header, if known */
 } hl_http;
 
 struct hl_engine {
@@ -302,6 +309,7 @@ struct hl_engine {
 	hl_bot *bots;
 	hl_down *downs;
 	hl_http *https;
+	hl_typing *typings;
 	uint64_t next_id;
 	int64_t identify_next_ms; /* per-engine IDENTIFY gate (coarse) */
 
@@ -347,6 +355,12 @@ void hl_down_send(hl_down *down, const char *payload, size_t len);
 int hl_http_callback(struct lws *wsi, enum lws_callback_reasons reason,
                      void *user, void *in, size_t len);
 void hl_http_on_answer(hl_engine *eng, hl_job *job);
+
+/* typing.c */
+void hl_typing_ask(hl_bot *bot, const char *channel);
+void hl_typing_stop(hl_bot *bot, const char *channel, const char *why);
+void hl_typing_on_answer(hl_engine *eng, hl_job *job);
+void hl_typing_free_all(hl_engine *eng);
 
 /* status.c */
 void hl_status_refresh(hl_engine *eng);

@@ -32,6 +32,9 @@ static void drain_results(hl_engine *eng)
 		job->next = NULL;
 		if (job->kind == HL_JOB_FORWARD) {
 			hl_http_on_answer(eng, job);
+		} else if (job->kind == HL_JOB_TYPING) {
+			hl_typing_on_answer(eng, job);
+			hl_job_free(job);
 		} else {
 			for (bot = eng->bots; bot; bot = bot->next) {
 				if (bot->id == job->id)

@@ -90,6 +90,25 @@ void hl_job_free(hl_job *job)
 	free(job);
 }
 
+/* Headers of a request the engine makes for a bot on its own. */
+struct curl_slist *hl_auth_headers(const char *token)
+{
+	struct curl_slist *list = NULL, *next;
+	hl_buf auth = { 0 };
+
+	if (hl_buf_appendf(&auth, "Authorization: Bot %s", token) != 0)
+		return NULL;
+	list = curl_slist_append(NULL, auth.data);
+	memset(auth.data, 0, auth.len);
+	hl_buf_free(&auth);
+	next = list ? curl_slist_append(list, "User-Agent: DiscordBot "
+	                                      "(heartline, " HL_VERSION ")")
+	            : NULL;
+	if (next == NULL)
+		curl_slist_free_all(list);
+	return next;
+}
+
 static void finish(hl_rest *rest, hl_job *job)
 {
 	hl_mailbox_put(&rest->eng->results, job);
@@ -246,16 +265,8 @@ static void start_job(hl_rest *rest, hl_job *job)
 		return;
 	}
 	if (job->kind == HL_JOB_GATEWAY) {
-		hl_buf auth = { 0 };
-
 		job->method = strdup("GET");
-		hl_buf_appendf(&job->body, "%s", "");
-		job->body.len = 0;
-		hl_buf_appendf(&auth, "Authorization: Bot %s", job->token);
-		job->headers = curl_slist_append(NULL, auth.data);
-		memset(auth.data, 0, auth.len);
-		hl_buf_free(&auth);
-		hl_buf_appendf(&job->resp_headers, "%s", "");
+		job->headers = hl_auth_headers(job->token);
 		job->url = malloc(strlen(rest->eng->cfg.api_base) + 16);
 		if (job->url)
 			sprintf(job->url, "%s/gateway/bot",
