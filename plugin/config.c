@@ -36,6 +36,9 @@ static const struct field fields[] = {
 	FIELD("replay_buffer", F_INT, replay_buffer, 16, 1000000),
 	FIELD("log_level", F_LEVEL, log_level, 0, 0),
 	FIELD("identify_interval_ms", F_INT, identify_interval_ms, 0, 600000),
+	FIELD("identify_reserve", F_INT, identify_reserve, 0, 100000),
+	FIELD("reconnect_jitter_min_ms", F_INT, jitter_min_ms, 0, 600000),
+	FIELD("reconnect_jitter_max_ms", F_INT, jitter_max_ms, 0, 600000),
 	FIELD("typing_interval_ms", F_INT, typing_interval_ms, 500, 9500),
 	FIELD("typing_hold_ms", F_INT, typing_hold_ms, 1000, 3600000),
 	FIELD("typing_cap_ms", F_INT, typing_cap_ms, 1000, 86400000),
@@ -55,6 +58,9 @@ static int set_defaults(hl_config *cfg)
 	cfg->replay_buffer = 2000;
 	cfg->log_level = HL_INFO;
 	cfg->identify_interval_ms = 5000;
+	cfg->identify_reserve = 5;
+	cfg->jitter_min_ms = 1000;
+	cfg->jitter_max_ms = 15000;
 	cfg->typing_interval_ms = 9000;
 	cfg->typing_hold_ms = 120000;
 	cfg->typing_cap_ms = 1200000;
@@ -158,6 +164,12 @@ int hl_config_parse(const char *json, hl_config *cfg, char *err, size_t errlen)
 			goto fail;
 	}
 	cJSON_Delete(root);
+	if (cfg->jitter_max_ms < cfg->jitter_min_ms) {
+		snprintf(err, errlen,
+		         "config: reconnect_jitter_max_ms must "
+		         "not be below reconnect_jitter_min_ms");
+		goto fail_nojson;
+	}
 	return 0;
 
 fail:

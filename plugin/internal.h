@@ -74,6 +74,9 @@ typedef struct hl_config {
 	int typing_interval_ms; /* upstream refresh period */
 	int typing_hold_ms;     /* stop when the host has not asked for this */
 	int typing_cap_ms;      /* stop after this long in any case */
+	int identify_reserve;   /* IDENTIFYs per day kept back, never used */
+	int jitter_min_ms;      /* reconnect window when many drop at once */
+	int jitter_max_ms;
 } hl_config;
 
 int hl_config_parse(const char *json, hl_config *cfg, char *err, size_t errlen);
@@ -135,6 +138,7 @@ typedef struct hl_job {
 	hl_buf body;
 	char *token;       /* HL_JOB_GATEWAY: bot token, freed after use */
 	char *connect_url; /* HL_JOB_GATEWAY: URL to resolve, or NULL */
+	int lookup;        /* HL_JOB_GATEWAY: call /gateway/bot first */
 
 	/* answer */
 	long status;
@@ -144,6 +148,10 @@ typedef struct hl_job {
 	char address[64];  /* HL_JOB_GATEWAY: resolved address */
 	char *gateway_url; /* HL_JOB_GATEWAY: URL from /gateway/bot */
 	int max_concurrency;
+	int has_starts; /* session_start_limit was read: */
+	int starts_remaining;
+	int starts_total;
+	int64_t starts_reset_ms;
 } hl_job;
 
 void hl_job_free(hl_job *job);
@@ -177,6 +185,7 @@ enum hl_up_state {
 	UP_IDENTIFYING,
 	UP_RESUMING,
 	UP_READY,
+	UP_BLOCKED, /* no IDENTIFY left today: waits for the reset */
 	UP_FATAL
 };
 
@@ -230,6 +239,9 @@ typedef struct hl_bot {
 	int peer_close_code;  /* close code Discord sent, or 0 */
 	int64_t last_identify_ms;
 	int max_concurrency;
+	int starts_remaining; /* IDENTIFYs left today, -1 until known */
+	int starts_total;
+	int64_t starts_reset_at; /* mono ms when the budget refills */
 	int64_t ready_since_ms;
 	int64_t sends[120]; /* send times in the current window */
 	int nsends;
@@ -311,7 +323,8 @@ struct hl_engine {
 	hl_http *https;
 	hl_typing *typings;
 	uint64_t next_id;
-	int64_t identify_next_ms; /* per-engine IDENTIFY gate (coarse) */
+	int64_t drops[16]; /* recent upstream drops, mono ms, a ring */
+	int ndrops;
 
 	/* status snapshot, rebuilt by the net thread */
 	pthread_mutex_t status_lock;
@@ -355,6 +368,13 @@ void hl_down_send(hl_down *down, const char *payload, size_t len);
 int hl_http_callback(struct lws *wsi, enum lws_callback_reasons reason,
                      void *user, void *in, size_t len);
 void hl_http_on_answer(hl_engine *eng, hl_job *job);
+
+/* coord.c */
+int64_t hl_coord_identify_wait(hl_bot *bot);
+void hl_coord_identified(hl_bot *bot);
+void hl_coord_budget(hl_bot *bot, const hl_job *job);
+int64_t hl_coord_budget_wait(hl_bot *bot);
+int64_t hl_coord_reconnect_delay(hl_bot *bot, int64_t wanted_ms);
 
 /* typing.c */
 void hl_typing_ask(hl_bot *bot, const char *channel);

@@ -231,8 +231,8 @@ static void gateway_finish(hl_rest *rest, hl_job *job)
 {
 	const char *target = job->connect_url;
 
-	if (target == NULL && job->error[0] == '\0') {
-		cJSON *root = NULL, *url, *ssl, *mc;
+	if (job->lookup && job->error[0] == '\0') {
+		cJSON *root = NULL, *url, *ssl, *mc, *rem, *reset, *total;
 
 		if (job->status == 200)
 			root = cJSON_ParseWithLength(job->resp_body.data,
@@ -241,9 +241,20 @@ static void gateway_finish(hl_rest *rest, hl_job *job)
 		ssl = cJSON_GetObjectItemCaseSensitive(root,
 		                                       "session_start_limit");
 		mc = cJSON_GetObjectItemCaseSensitive(ssl, "max_concurrency");
+		rem = cJSON_GetObjectItemCaseSensitive(ssl, "remaining");
+		reset = cJSON_GetObjectItemCaseSensitive(ssl, "reset_after");
+		total = cJSON_GetObjectItemCaseSensitive(ssl, "total");
+		if (cJSON_IsNumber(rem) && cJSON_IsNumber(reset)) {
+			job->starts_remaining = rem->valueint;
+			job->starts_reset_ms = (int64_t)reset->valuedouble;
+			job->starts_total =
+			        cJSON_IsNumber(total) ? total->valueint : 0;
+			job->has_starts = 1;
+		}
 		if (cJSON_IsString(url)) {
 			job->gateway_url = strdup(url->valuestring);
-			target = job->gateway_url;
+			if (target == NULL)
+				target = job->gateway_url;
 		} else {
 			snprintf(job->error, sizeof(job->error),
 			         "GET /gateway/bot answered %ld", job->status);
@@ -260,7 +271,7 @@ static void gateway_finish(hl_rest *rest, hl_job *job)
 
 static void start_job(hl_rest *rest, hl_job *job)
 {
-	if (job->kind == HL_JOB_GATEWAY && job->connect_url) {
+	if (job->kind == HL_JOB_GATEWAY && !job->lookup) {
 		gateway_finish(rest, job);
 		return;
 	}

@@ -30,6 +30,15 @@ static cJSON *bot_status(const hl_bot *bot)
 	cJSON_AddNumberToObject(o, "dispatches", (double)bot->dispatches);
 	cJSON_AddNumberToObject(o, "typing", bot->typing);
 	cJSON_AddNumberToObject(o, "replies", bot->replies);
+	if (bot->starts_remaining >= 0) {
+		cJSON *b = cJSON_AddObjectToObject(o, "identify_budget");
+		int64_t reset = bot->starts_reset_at - hl_mono_ms();
+
+		cJSON_AddNumberToObject(b, "remaining", bot->starts_remaining);
+		cJSON_AddNumberToObject(b, "total", bot->starts_total);
+		cJSON_AddNumberToObject(b, "reset_in_ms",
+		                        (double)(reset > 0 ? reset : 0));
+	}
 	if (bot->fatal_code)
 		cJSON_AddNumberToObject(o, "fatal_code", bot->fatal_code);
 	else

@@ -44,11 +44,19 @@ static int is_fatal(int code)
 
 static const char *state_name(enum hl_up_state s)
 {
-	static const char *names[] = { "idle",       "backoff",
-		                       "connecting", "connecting",
-		                       "connecting", "identifying",
-		                       "resuming",   "ready",
-		                       "fatal" };
+	/* Indexed by enum hl_up_state; the names hosts see in status. */
+	static const char *const names[] = {
+		[UP_IDLE] = "idle",
+		[UP_WAITING] = "backoff",
+		[UP_PREPARING] = "connecting",
+		[UP_CONNECTING] = "connecting",
+		[UP_HELLO] = "connecting",
+		[UP_IDENTIFYING] = "identifying",
+		[UP_RESUMING] = "resuming",
+		[UP_READY] = "ready",
+		[UP_BLOCKED] = "blocked",
+		[UP_FATAL] = "fatal",
+	};
 
 	return names[s];
 }
@@ -87,6 +95,7 @@ hl_bot *hl_bot_new(hl_engine *eng, const char *token, const int shard[2],
 	bot->shard[1] = shard[1];
 	bot->identify = identify;
 	bot->reconnect_ms = -1;
+	bot->starts_remaining = -1;
 	hl_token_hash(token, bot->token_hash);
 	bot->next = eng->bots;
 	eng->bots = bot;
@@ -264,12 +273,13 @@ void hl_up_start(hl_bot *bot)
 	}
 	job->kind = HL_JOB_GATEWAY;
 	job->id = bot->id;
+	/* A new session needs a fresh look at the day's IDENTIFY budget. */
 	if (bot->session_id[0] && bot->resume_url)
 		url = bot->resume_url;
-	else if (eng->cfg.gateway_url)
+	else
+		job->lookup = 1;
+	if (url == NULL && eng->cfg.gateway_url)
 		url = eng->cfg.gateway_url;
-	else if (bot->gateway_url)
-		url = bot->gateway_url;
 	job->connect_url = url ? strdup(url) : NULL;
 	job->token = strdup(bot->token);
 	bot->up_state = UP_PREPARING;
@@ -316,6 +326,36 @@ static int connect_to(hl_bot *bot, const char *url_text, const char *address)
 	return 0;
 }
 
+static void unblock(lws_sorted_usec_list_t *sul)
+{
+	hl_bot *bot = lws_container_of(sul, hl_bot, retry_timer);
+
+	if (bot->up_state == UP_BLOCKED)
+		hl_up_start(bot);
+}
+
+/*
+ * Below the reserve of daily IDENTIFYs the bot waits for the reset
+ * instead of spending the last ones (or getting its token reset).
+ */
+static int block_on_budget(hl_bot *bot)
+{
+	int64_t wait = hl_coord_budget_wait(bot);
+
+	if (wait <= 0)
+		return 0;
+	hl_logf(bot->eng->log, HL_ERROR,
+	        "identify budget exhausted bot=%s remaining=%d reserve=%d "
+	        "reset_in_s=%lld; not identifying until then",
+	        bot->token_hash, bot->starts_remaining,
+	        bot->eng->cfg.identify_reserve, (long long)(wait / 1000));
+	bot->up_state = UP_BLOCKED;
+	lws_sul_schedule(bot->eng->lws, 0, &bot->retry_timer, unblock,
+	                 (wait + (int64_t)(hl_random() * 1000)) *
+	                         LWS_US_PER_MS);
+	return 1;
+}
+
 /* The rest thread has looked up the gateway and resolved its host. */
 void hl_up_on_gateway(hl_bot *bot, hl_job *job)
 {
@@ -326,6 +366,7 @@ void hl_up_on_gateway(hl_bot *bot, hl_job *job)
 		return;
 	if (job->max_concurrency > 0)
 		bot->max_concurrency = job->max_concurrency;
+	hl_coord_budget(bot, job);
 	if (job->gateway_url) {
 		free(bot->gateway_url);
 		bot->gateway_url = job->gateway_url;
@@ -342,6 +383,8 @@ void hl_up_on_gateway(hl_bot *bot, hl_job *job)
 		schedule_connect(bot, delay);
 		return;
 	}
+	if (!bot->session_id[0] && block_on_budget(bot))
+		return;
 	if (connect_to(bot, url, job->address) != 0) {
 		int64_t delay = backoff_ms(bot);
 
@@ -376,25 +419,6 @@ static void heartbeat_fire(lws_sorted_usec_list_t *sul)
 	                 (lws_usec_t)bot->heartbeat_ms * LWS_US_PER_MS);
 }
 
-static int64_t identify_wait_ms(hl_bot *bot)
-{
-	hl_engine *eng = bot->eng;
-	int64_t now = hl_mono_ms(), next = now;
-	int mc = bot->max_concurrency > 0 ? bot->max_concurrency : 1;
-	hl_bot *o;
-
-	for (o = eng->bots; o; o = o->next) {
-		if (o->last_identify_ms == 0 || strcmp(o->token, bot->token))
-			continue;
-		if (o->shard[0] % mc != bot->shard[0] % mc)
-			continue;
-		if (o->last_identify_ms + eng->cfg.identify_interval_ms > next)
-			next = o->last_identify_ms +
-			       eng->cfg.identify_interval_ms;
-	}
-	return next - now;
-}
-
 static void send_identify(hl_bot *bot)
 {
 	cJSON *msg = cJSON_CreateObject();
@@ -407,7 +431,7 @@ static void send_identify(hl_bot *bot)
 	cJSON_Delete(msg);
 	if (text == NULL)
 		return;
-	bot->last_identify_ms = hl_mono_ms();
+	hl_coord_identified(bot);
 	bot->identifies++;
 	bot->up_state = UP_IDENTIFYING;
 	queue_up(bot, text, strlen(text), 0);
@@ -463,7 +487,7 @@ static void on_hello(hl_bot *bot, cJSON *d)
 		send_resume(bot);
 		return;
 	}
-	wait = identify_wait_ms(bot);
+	wait = hl_coord_identify_wait(bot);
 	if (wait <= 0) {
 		send_identify(bot);
 		return;
@@ -659,6 +683,7 @@ static void on_closed(hl_bot *bot, const char *why)
 	} else {
 		delay = backoff_ms(bot);
 	}
+	delay = hl_coord_reconnect_delay(bot, delay);
 	hl_logf(eng->log, code ? HL_INFO : HL_WARN,
 	        "upstream disconnected bot=%s code=%d why=%s retry_ms=%lld",
 	        bot->token_hash, code, why, (long long)delay);

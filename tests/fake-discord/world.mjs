@@ -132,7 +132,10 @@ export class World {
       sessionStart: {
         total: Math.max(SESSION_START_TOTAL, sessionStartRemaining),
         remaining: sessionStartRemaining,
-        resetAt: 0,
+        // A bot that has already spent some of today's starts is inside
+        // a running window, as on Discord.
+        resetAt: sessionStartRemaining < SESSION_START_TOTAL
+          ? Date.now() + SESSION_START_RESET_MS : 0,
       },
     };
   }

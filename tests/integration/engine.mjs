@@ -133,7 +133,8 @@ export class GatewayClient {
       this.send({
         op: 2,
         d: { token: this.token, intents: 46603,
-             properties: { os: "linux", browser: "test", device: "test" } },
+             properties: { os: "linux", browser: "test", device: "test" },
+             ...(this.shard ? { shard: this.shard } : {}) },
       });
     }
   }
