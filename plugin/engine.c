@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -39,6 +40,7 @@ static void engine_free(hl_engine *eng)
 	hl_down *down;
 
 	hl_typing_free_all(eng);
+	hl_limiters_free(eng);
 	while ((bot = eng->bots) != NULL) {
 		eng->bots = bot->next;
 		hl_bot_free(bot);
@@ -53,6 +55,7 @@ static void engine_free(hl_engine *eng)
 		hl_http *h = eng->https;
 
 		eng->https = h->next;
+		hl_job_free(h->parked);
 		free(h->path);
 		curl_slist_free_all(h->headers);
 		hl_buf_free(&h->body);
@@ -60,6 +63,9 @@ static void engine_free(hl_engine *eng)
 		hl_buf_free(&h->out);
 		free(h);
 	}
+	while (eng->nadopt > 0)
+		close(eng->adopt_fds[--eng->nadopt]);
+	pthread_mutex_destroy(&eng->adopt_lock);
 	hl_mailbox_destroy(&eng->results);
 	pthread_mutex_destroy(&eng->status_lock);
 	free(eng->status_json);
@@ -95,22 +101,37 @@ HL_EXPORT hl_engine *hl_start(const char *config_json, char *err, size_t errlen)
 	eng->started_ms = hl_mono_ms();
 	hl_mailbox_init(&eng->results);
 	pthread_mutex_init(&eng->status_lock, NULL);
+	pthread_mutex_init(&eng->adopt_lock, NULL);
 	eng->log = hl_log_new(eng->cfg.log_level);
 	if (eng->log == NULL) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
+	eng->front = hl_front_bind(eng, eng->cfg.listen_port, err, errlen);
+	if (eng->front == NULL)
+		goto fail;
 	eng->rest = hl_rest_start(eng, err, errlen);
 	if (eng->rest == NULL)
-		goto fail;
+		goto fail_front;
 	if (hl_net_start(eng, err, errlen) != 0)
 		goto fail_rest;
+	if (hl_front_run(eng->front) != 0) {
+		snprintf(err, errlen, "cannot start the local endpoint");
+		goto fail_net;
+	}
 	hl_logf(eng->log, HL_INFO, "engine started version=%s origin=%s",
 	        HL_VERSION, eng->origin);
 	return eng;
 
+fail_net:
+	hl_net_stop(eng);
+	hl_rest_stop(eng->rest);
+	hl_net_destroy(eng);
+	goto fail_front;
 fail_rest:
 	hl_rest_stop(eng->rest);
+fail_front:
+	hl_front_stop(eng->front);
 fail:
 	engine_free(eng);
 	return NULL;
@@ -121,9 +142,10 @@ HL_EXPORT void hl_stop(hl_engine *eng)
 	if (eng == NULL)
 		return;
 	/*
-	 * The rest thread may still wake the net thread's context, so the
-	 * context goes last.
+	 * The front hands sockets to the net thread and the rest thread
+	 * wakes its context, so the front goes first and the context last.
 	 */
+	hl_front_stop(eng->front);
 	hl_net_stop(eng);
 	hl_rest_stop(eng->rest);
 	hl_net_destroy(eng);

@@ -159,29 +159,34 @@ static struct curl_slist *collect_headers(struct lws *wsi, int for_cdn)
 	return curl_slist_append(list, "Expect:");
 }
 
-/* Finds the bot a REST call belongs to, by its Authorization header. */
-static hl_bot *bot_of_request(hl_engine *eng, struct lws *wsi)
+/*
+ * Finds whom a REST call belongs to, by its Authorization header: the
+ * token's rate limits, and its gateway bot if it has one.
+ */
+static void owner_of_request(hl_engine *eng, hl_http *h)
 {
 	char auth[512];
 	const char *token;
 	hl_bot *bot;
 
-	if (lws_hdr_copy(wsi, auth, sizeof(auth),
+	if (lws_hdr_copy(h->wsi, auth, sizeof(auth),
 	                 WSI_TOKEN_HTTP_AUTHORIZATION) <= 0)
-		return NULL;
+		return;
 	token = strncmp(auth, "Bot ", 4) == 0 ? auth + 4 : auth;
 	for (bot = eng->bots; bot; bot = bot->next) {
 		if (strcmp(bot->token, token) == 0)
 			break;
 	}
+	h->bot = bot;
+	h->limiter = hl_limiter_for(eng, token);
 	memset(auth, 0, sizeof(auth));
-	return bot;
 }
 
-static void http_free(hl_engine *eng, hl_http *h)
+void hl_http_forget(hl_engine *eng, hl_http *h)
 {
 	hl_http **p;
 
+	hl_limit_cancel(h);
 	for (p = &eng->https; *p; p = &(*p)->next) {
 		if (*p == h) {
 			*p = h->next;
@@ -245,6 +250,11 @@ static void submit(hl_engine *eng, hl_http *h)
 	hl_job *job = calloc(1, sizeof(*job));
 	int for_cdn;
 
+	/*
+	 * The answer may wait for a rate limit or a slow Discord; lws must
+	 * not time the request out meanwhile (the rest thread has its own).
+	 */
+	lws_set_timeout(h->wsi, NO_PENDING_TIMEOUT, 0);
 	if (job == NULL) {
 		answer_locally(h, 503, "heartline: out of memory");
 		return;
@@ -262,8 +272,9 @@ static void submit(hl_engine *eng, hl_http *h)
 	job->body = h->body;
 	memset(&h->body, 0, sizeof(h->body));
 	eng->rest_requests++;
-	eng->rest_in_flight++;
-	hl_rest_submit(eng->rest, job);
+	if (for_cdn)
+		h->limiter = NULL;
+	hl_limit_submit(eng, h, job);
 }
 
 /*
@@ -311,6 +322,7 @@ static int on_request(struct lws *wsi, hl_http **slot, const char *uri)
 	if (h == NULL)
 		return -1;
 	h->wsi = wsi;
+	h->eng = eng;
 	h->id = ++eng->next_id;
 	h->path = strdup(uri);
 	h->next = eng->https;
@@ -325,9 +337,11 @@ static int on_request(struct lws *wsi, hl_http **slot, const char *uri)
 		answer_locally(h, 405, "405: Method Not Allowed");
 		return 0;
 	}
-	h->bot = bot_of_request(eng, wsi);
+	owner_of_request(eng, h);
 	if (typing_handled(h))
 		return 0;
+	if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0)
+		return 0; /* a chunked body follows */
 	if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
 		char cl[32];
 
@@ -388,10 +402,12 @@ void hl_http_on_answer(hl_engine *eng, hl_job *job)
 	if (h == NULL || h->wsi == NULL) {
 		/* The host gave up on this request; nothing to answer. */
 		if (h)
-			http_free(eng, h);
+			hl_http_forget(eng, h);
 		hl_job_free(job);
 		return;
 	}
+	if (hl_limit_on_answer(eng, h, job))
+		return; /* sent again once the limit passes */
 	if (job->status == 0) {
 		eng->rest_errors++;
 		hl_logf(eng->log, HL_WARN, "rest %s %s failed error=\"%s\"",
@@ -542,7 +558,7 @@ int hl_http_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		case 0:
 			return 0;
 		case 1:
-			http_free(eng, h);
+			hl_http_forget(eng, h);
 			*slot = NULL;
 			return lws_http_transaction_completed(wsi) ? -1 : 0;
 		default:
@@ -552,8 +568,8 @@ int hl_http_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	case LWS_CALLBACK_CLOSED_HTTP:
 		if (h) {
 			h->wsi = NULL;
-			if (h->answer || h->out_status)
-				http_free(eng, h);
+			if (h->answer || h->out_status || h->parked)
+				hl_http_forget(eng, h);
 			*slot = NULL;
 		}
 		return 0;

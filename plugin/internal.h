@@ -270,6 +270,9 @@ typedef struct hl_bot {
 
 /* One downstream WebSocket (a host gateway connection). */
 typedef struct hl_typing hl_typing;
+typedef struct hl_limiter hl_limiter;
+
+#define HL_INVALID_SLOTS 600 /* seconds in Discord's invalid-request window */
 
 typedef struct hl_down {
 	struct hl_down *next;
@@ -285,6 +288,7 @@ typedef struct hl_down {
 typedef struct hl_http {
 	struct hl_http *next;
 	struct lws *wsi;
+	struct hl_engine *eng;
 	uint64_t id;
 	char method[8];
 	char *path; /* path and query */
@@ -295,7 +299,14 @@ typedef struct hl_http {
 	int out_status;
 	size_t sent;
 	int headers_sent;
-	hl_bot *bot; /* by the Authorization header, if known */
+	hl_bot *bot;         /* by the Authorization header, if known */
+	hl_limiter *limiter; /* the token's REST limits, or NULL */
+	char route[192];     /* rate-limit route key */
+	char major[32];      /* its major parameter */
+	hl_job *parked;      /* waiting for a limit to pass */
+	int counted;         /* in its bucket's in-flight count */
+	lws_sorted_usec_list_t wait;
+	int retries;
 } hl_http;
 
 struct hl_engine {
@@ -305,7 +316,12 @@ struct hl_engine {
 	struct lws_vhost *down_vh;
 	struct lws_vhost *up_vh;
 	struct ssl_ctx_st *tls; /* client TLS context for Discord */
-	int port;
+	int port;               /* the host's port (front.c) */
+	int inner_port;         /* libwebsockets' HTTP port behind it */
+	struct hl_front *front;
+	pthread_mutex_t adopt_lock; /* sockets handed to the net thread */
+	int adopt_fds[64];
+	int nadopt;
 	char origin[64];    /* http://127.0.0.1:PORT */
 	char ws_origin[64]; /* ws://127.0.0.1:PORT */
 	int64_t started_ms;
@@ -322,6 +338,10 @@ struct hl_engine {
 	hl_down *downs;
 	hl_http *https;
 	hl_typing *typings;
+	hl_limiter *limiters;
+	int64_t invalid_sec[HL_INVALID_SLOTS]; /* per-second counts, a ring */
+	int invalid_cnt[HL_INVALID_SLOTS];
+	int64_t invalid_warned_ms;
 	uint64_t next_id;
 	int64_t drops[16]; /* recent upstream drops, mono ms, a ring */
 	int ndrops;
@@ -336,7 +356,14 @@ struct hl_engine {
 
 typedef struct hl_engine hl_engine;
 
+/* front.c */
+typedef struct hl_front hl_front;
+hl_front *hl_front_bind(hl_engine *eng, int port, char *err, size_t errlen);
+int hl_front_run(hl_front *f);
+void hl_front_stop(hl_front *f);
+
 /* net.c */
+void hl_net_adopt(hl_engine *eng, int fd);
 int hl_net_start(hl_engine *eng, char *err, size_t errlen);
 void hl_net_stop(hl_engine *eng);
 void hl_net_destroy(hl_engine *eng);
@@ -368,6 +395,18 @@ void hl_down_send(hl_down *down, const char *payload, size_t len);
 int hl_http_callback(struct lws *wsi, enum lws_callback_reasons reason,
                      void *user, void *in, size_t len);
 void hl_http_on_answer(hl_engine *eng, hl_job *job);
+void hl_http_forget(hl_engine *eng, hl_http *h);
+
+/* ratelimit.c */
+hl_limiter *hl_limiter_for(hl_engine *eng, const char *token);
+void hl_limiters_free(hl_engine *eng);
+void hl_route_of(const char *method, const char *path, char *key, size_t keylen,
+                 char *major, size_t majorlen);
+void hl_limit_submit(hl_engine *eng, hl_http *h, hl_job *job);
+int hl_limit_on_answer(hl_engine *eng, hl_http *h, hl_job *job);
+void hl_limit_cancel(hl_http *h);
+void hl_limit_status(hl_engine *eng, const char *token, cJSON *o);
+int hl_invalid_recent(hl_engine *eng);
 
 /* coord.c */
 int64_t hl_coord_identify_wait(hl_bot *bot);

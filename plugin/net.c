@@ -10,6 +10,7 @@
  * LWS_CALLBACK_EVENT_WAIT_CANCELLED.
  */
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,6 +49,39 @@ static void drain_results(hl_engine *eng)
 	}
 }
 
+/* WebSocket connections the front has accepted become ours here. */
+static void adopt_pending(hl_engine *eng)
+{
+	int fds[64], n, i;
+
+	pthread_mutex_lock(&eng->adopt_lock);
+	n = eng->nadopt;
+	memcpy(fds, eng->adopt_fds, sizeof(int) * (size_t)n);
+	eng->nadopt = 0;
+	pthread_mutex_unlock(&eng->adopt_lock);
+	for (i = 0; i < n; i++) {
+		if (lws_adopt_socket_vhost(eng->down_vh, fds[i]) == NULL)
+			close(fds[i]);
+	}
+}
+
+void hl_net_adopt(hl_engine *eng, int fd)
+{
+	int taken = 0;
+
+	while (!taken) {
+		pthread_mutex_lock(&eng->adopt_lock);
+		if (eng->nadopt < (int)(sizeof(eng->adopt_fds) / sizeof(int))) {
+			eng->adopt_fds[eng->nadopt++] = fd;
+			taken = 1;
+		}
+		pthread_mutex_unlock(&eng->adopt_lock);
+		lws_cancel_service(eng->lws);
+		if (!taken)
+			usleep(1000);
+	}
+}
+
 static int up_protocol_cb(struct lws *wsi, enum lws_callback_reasons reason,
                           void *user, void *in, size_t len)
 {
@@ -55,6 +89,7 @@ static int up_protocol_cb(struct lws *wsi, enum lws_callback_reasons reason,
 
 	(void)user;
 	if (reason == LWS_CALLBACK_EVENT_WAIT_CANCELLED) {
+		adopt_pending(eng);
 		drain_results(eng);
 		return 0;
 	}
@@ -200,20 +235,17 @@ int hl_net_start(hl_engine *eng, char *err, size_t errlen)
 
 	memset(&info, 0, sizeof(info));
 	info.vhost_name = "local";
-	info.port = eng->cfg.listen_port;
+	info.port = 0; /* the inner port: the front relays to it */
 	info.iface = "127.0.0.1";
 	info.protocols = down_protocols;
 	info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
 	info.keepalive_timeout = 60;
 	eng->down_vh = lws_create_vhost(eng->lws, &info);
 	if (eng->down_vh == NULL) {
-		snprintf(err, errlen,
-		         "config: listen_port %d: cannot listen "
-		         "on 127.0.0.1",
-		         eng->cfg.listen_port);
+		snprintf(err, errlen, "cannot listen on 127.0.0.1");
 		goto fail;
 	}
-	eng->port = lws_get_vhost_listen_port(eng->down_vh);
+	eng->inner_port = lws_get_vhost_listen_port(eng->down_vh);
 	snprintf(eng->origin, sizeof(eng->origin), "http://127.0.0.1:%d",
 	         eng->port);
 	snprintf(eng->ws_origin, sizeof(eng->ws_origin), "ws://127.0.0.1:%d",

@@ -30,6 +30,7 @@ static cJSON *bot_status(const hl_bot *bot)
 	cJSON_AddNumberToObject(o, "dispatches", (double)bot->dispatches);
 	cJSON_AddNumberToObject(o, "typing", bot->typing);
 	cJSON_AddNumberToObject(o, "replies", bot->replies);
+	hl_limit_status(bot->eng, bot->token, o);
 	if (bot->starts_remaining >= 0) {
 		cJSON *b = cJSON_AddObjectToObject(o, "identify_budget");
 		int64_t reset = bot->starts_reset_at - hl_mono_ms();
@@ -67,6 +68,7 @@ void hl_status_refresh(hl_engine *eng)
 	cJSON_AddNumberToObject(rest, "requests", (double)eng->rest_requests);
 	cJSON_AddNumberToObject(rest, "in_flight", eng->rest_in_flight);
 	cJSON_AddNumberToObject(rest, "errors", (double)eng->rest_errors);
+	cJSON_AddNumberToObject(rest, "invalid_10min", hl_invalid_recent(eng));
 	text = cJSON_PrintUnformatted(root);
 	cJSON_Delete(root);
 	if (text == NULL)

@@ -219,6 +219,31 @@ describe("engine edges", () => {
     }
   });
 
+  test("a streamed (chunked) body arrives whole, on a kept-alive connection", async () => {
+    const engine = startEngine(configFor(fake));
+    try {
+      const { channel_id } = await fake.dm(0, "stream me");
+      const url = `${engine.origin}/api/v10/channels/${channel_id}/messages`;
+      const headers = { authorization: `Bot ${fake.info.bots[0].token}`,
+                        "content-type": "application/json" };
+      for (let i = 0; i < 3; i++) {
+        const text = JSON.stringify({ content: `part ${i} `.repeat(100) });
+        const body = new ReadableStream({
+          start(c) {
+            const bytes = new TextEncoder().encode(text);
+            for (let at = 0; at < bytes.length; at += 97) c.enqueue(bytes.slice(at, at + 97));
+            c.close();
+          },
+        });
+        const res = await fetch(url, { method: "POST", headers, body, duplex: "half" });
+        assert.equal(res.status, 200);
+        assert.equal((await res.json()).content, `part ${i} `.repeat(100));
+      }
+    } finally {
+      engine.stop();
+    }
+  });
+
   test("unknown paths and methods get clear errors", async () => {
     const engine = startEngine(configFor(fake));
     try {
