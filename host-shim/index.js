@@ -33,7 +33,6 @@ const LOG_DRAINS_PER_TICK = 16;
 const LOG_BUF_BYTES = 64 * 1024;
 const ERR_BUF_BYTES = 1024;
 const STATUS_BUF_BYTES = 64 * 1024;
-const ORIGIN_WAIT_MS = 2000;
 const RELEASE_GRACE_MS = 30 * 1000;
 
 // The state shared by every evaluation of this module in one process.
@@ -212,7 +211,7 @@ function startEngine(state, rootDir, libPath, config, abi) {
     throw new Error(`engine did not start: ${cString(err, err.length)}`);
 
   const engine = { lib, libPath, handle, key: configKey(libPath, config) };
-  engine.origin = awaitOrigin(engine);
+  engine.origin = statusOrigin(engine);
   if (!engine.origin) {
     lib.stop(handle);
     throw new Error('engine reported no origin');
@@ -220,25 +219,14 @@ function startEngine(state, rootDir, libPath, config, abi) {
   return engine;
 }
 
-// The engine's origin from its status. The net thread publishes the
-// first snapshot a moment after hl_start returns; until then status is
-// `{}`, so wait for it, briefly and on a bound.
-// XXX: this blocks the event loop for those few milliseconds; hl_start
-// publishing its first snapshot before returning would make it moot.
-function awaitOrigin(engine) {
-  const nap = new Int32Array(new SharedArrayBuffer(4));
-  const deadline = Date.now() + ORIGIN_WAIT_MS;
-
-  for (;;) {
-    let origin;
-    try {
-      origin = JSON.parse(readStatus(engine)).origin;
-    } catch {
-      // Not published yet, or not JSON: ask again.
-    }
-    if (typeof origin === 'string' || Date.now() >= deadline)
-      return origin;
-    Atomics.wait(nap, 0, 0, 5);
+// The engine's origin, from the status snapshot that hl_start publishes
+// before it returns.
+function statusOrigin(engine) {
+  try {
+    const origin = JSON.parse(readStatus(engine)).origin;
+    return typeof origin === 'string' ? origin : undefined;
+  } catch {
+    return undefined;
   }
 }
 
