@@ -41,8 +41,9 @@ $(BUILD)/asan/%.o: plugin/%.c plugin/internal.h include/heartline.h
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -O1 -g $(SANITIZE) -Iinclude $(PKG_CFLAGS) -c $< -o $@
 
--include host-shim/host-shim.mk
+include host-shim/host-shim.mk
 include tests/tests.mk
+include scripts/demo.mk
 
 deps:
 	bash scripts/deps.sh

@@ -1,0 +1,825 @@
+#!/usr/bin/env node
+// `make demo`: heartline in a real OpenClaw gateway, shown live, with no
+// Discord account. Everything runs on 127.0.0.1:
+//
+//   fake Discord   tests/fake-discord/server.mjs, 5 bots, over TLS, a 10 s
+//                  heartbeat and 1 s of grace (a late bot is cut off)
+//   slow model     tests/e2e/slow-model.mjs, 20 s per answer
+//   OpenClaw       the real gateway, heartline installed from the plugin
+//                  tarball, its event loop frozen 15 s of every 60 s by
+//                  tests/e2e/stall-preload.cjs
+//
+// Each bot gets a DM every 45 s. A table (redrawn every second on a
+// terminal, periodic lines otherwise) shows what the fake Discord sees and
+// what heartline logs; at the end a summary and a one-line verdict.
+//
+// Environment: DEMO_SECONDS (180) length of the live part; DEMO_KEEP=1
+// keeps the run directory (gateway logs, config) and prints its path;
+// DEMO_LIBRARY=/abs/libheartline.so loads that engine instead of the
+// packaged one (the plugin's `library` setting).
+// Exit status: 0 when the verdict is good, 1 when not, 130 on Ctrl-C.
+
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import * as h from '../tests/e2e/harness.mjs';
+
+const BOTS = 5;
+const HEARTBEAT_MS = 10000;
+const GRACE_MS = 1000;
+const MODEL_MS = 20000;
+const STALL_MS = 15000;
+const STALL_PERIOD_MS = 60000;
+const STALL_FIRST_MS = 20000; // after the bots are up, so the table shows them first
+const DM_PERIOD_MS = 45000;
+// No new round this close to the end: the answer needs the model's 20 s
+// and maybe a stall.
+const LAST_ROUND_MARGIN_MS = MODEL_MS + 5000;
+// After the live part, how long to wait for answers still in flight.
+const DRAIN_MS = MODEL_MS + STALL_MS + 25000;
+const READY_TIMEOUT_MS = 240000;
+const TICK_MS = 1000;
+const PLAIN_STATUS_EVERY_MS = 30000;
+
+const SECONDS = Number(process.env.DEMO_SECONDS || 180);
+const KEEP = Boolean(process.env.DEMO_KEEP);
+const TTY = Boolean(process.stdout.isTTY);
+const STOCK_NOTE = 'stock OpenClaw drops every bot at every freeze: tests/e2e/stock-baseline.test.mjs';
+
+if (!Number.isFinite(SECONDS) || SECONDS < 10) {
+	console.error(`DEMO_SECONDS=${process.env.DEMO_SECONDS}: give a number of seconds, at least 10`);
+	process.exit(2);
+}
+
+// ------------------------------------------------------------ small helpers
+
+const bold = (s) => (TTY ? `\x1b[1m${s}\x1b[0m` : s);
+const green = (s) => (TTY ? `\x1b[32m${s}\x1b[0m` : s);
+const red = (s) => (TTY ? `\x1b[31m${s}\x1b[0m` : s);
+const yellow = (s) => (TTY ? `\x1b[33m${s}\x1b[0m` : s);
+const dim = (s) => (TTY ? `\x1b[2m${s}\x1b[0m` : s);
+// Visible width of a string with colour codes.
+const width = (s) => s.replace(/\x1b\[[0-9;]*m/g, '').length;
+const pad = (s, n) => s + ' '.repeat(Math.max(0, n - width(s)));
+const lpad = (s, n) => ' '.repeat(Math.max(0, n - width(s))) + s;
+const secs = (ms) => `${Math.round(ms / 1000)} s`;
+const clock = (ms) => {
+	const s = Math.max(0, Math.round(ms / 1000));
+	return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+};
+const say = (line = '') => process.stdout.write(line + '\n');
+
+class Interrupted extends Error {}
+
+let stopping = false; // Ctrl-C (or SIGTERM) seen
+const wakers = new Set();
+function pause(ms) {
+	return new Promise((resolve) => {
+		const done = () => {
+			clearTimeout(t);
+			wakers.delete(done);
+			resolve();
+		};
+		const t = setTimeout(done, ms);
+		wakers.add(done);
+	});
+}
+function checkStop() {
+	if (stopping) throw new Interrupted();
+}
+
+// Same hash heartline uses to name a bot in its logs (sha256, 4 bytes).
+const tokenHash = (token) => crypto.createHash('sha256').update(token).digest('hex').slice(0, 8);
+
+// ---------------------------------------------------------------- processes
+
+const procs = { fake: null, model: null, gw: null };
+let runDir = null;
+
+function groupAlive(pid) {
+	try {
+		process.kill(-pid, 0);
+		return true;
+	} catch {
+		return false;
+	}
+}
+
+// Last resort, synchronous: nothing we started may outlive us.
+function killAllNow() {
+	for (const p of [procs.gw, procs.model, procs.fake]) {
+		if (!p?.pid) continue;
+		try {
+			process.kill(-p.pid, 'SIGKILL');
+		} catch {}
+	}
+}
+process.on('exit', killAllNow);
+
+// PIDs of every descendant of pid, from /proc. Some of the gateway's
+// helpers (its spawn broker) run in a process group of their own, so
+// stopping the gateway's group alone could miss them.
+function descendants(pid) {
+	const children = new Map();
+	for (const name of fs.readdirSync('/proc')) {
+		if (!/^\d+$/.test(name)) continue;
+		try {
+			const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+			const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+			if (!children.has(ppid)) children.set(ppid, []);
+			children.get(ppid).push(Number(name));
+		} catch {}
+	}
+	const out = [];
+	const walk = (p) => {
+		for (const c of children.get(p) ?? []) {
+			out.push(c);
+			walk(c);
+		}
+	};
+	walk(pid);
+	return out;
+}
+
+function alive(pid) {
+	try {
+		process.kill(pid, 0);
+		return true;
+	} catch {
+		return false;
+	}
+}
+
+let cleaning = null;
+function cleanup() {
+	cleaning ??= (async () => {
+		let helpers = [];
+		if (procs.gw && !procs.gw.exited) helpers = descendants(procs.gw.pid);
+		if (procs.gw) await h.stopGateway(procs.gw, { timeoutMs: 10000 });
+		// Helpers get a moment to follow their parent, then SIGTERM, SIGKILL.
+		for (let i = 0; i < 30 && helpers.some(alive); i++) {
+			if (i === 10 || i === 20) for (const pid of helpers.filter(alive)) {
+				try {
+					process.kill(pid, i === 10 ? 'SIGTERM' : 'SIGKILL');
+				} catch {}
+			}
+			await new Promise((r) => setTimeout(r, 100));
+		}
+		if (procs.model) await procs.model.stop();
+		if (procs.fake) await procs.fake.stop();
+		const left = [procs.gw, procs.model, procs.fake].filter((p) => p?.pid && groupAlive(p.pid));
+		for (const p of left) {
+			try {
+				process.kill(-p.pid, 'SIGKILL');
+			} catch {}
+		}
+		if (runDir && !KEEP) await fsp.rm(runDir, { recursive: true, force: true });
+		return left.length;
+	})();
+	return cleaning;
+}
+
+function onSignal(sig) {
+	if (stopping) {
+		// A second Ctrl-C: no more patience.
+		say(`\n${sig} again: killing everything now`);
+		killAllNow();
+		process.exit(130);
+	}
+	stopping = true;
+	for (const w of [...wakers]) w();
+}
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => onSignal(sig));
+
+// --------------------------------------------------------------- fake API
+
+async function fakeGet(route) {
+	const res = await fetch(`${procs.fake.info.http_origin}/_fake${route}`, { signal: AbortSignal.timeout(5000) });
+	if (!res.ok) throw new Error(`fake Discord ${route}: HTTP ${res.status}`);
+	return res.json();
+}
+
+async function fakeDm(bot, content) {
+	const res = await fetch(`${procs.fake.info.http_origin}/_fake/bots/${bot}/dm`, {
+		method: 'POST',
+		headers: { 'content-type': 'application/json' },
+		body: JSON.stringify({ content }),
+		signal: AbortSignal.timeout(5000),
+	});
+	if (!res.ok) throw new Error(`fake Discord DM to bot${bot}: HTTP ${res.status}`);
+	return res.json();
+}
+
+// --------------------------------------------------------- what we watch
+
+const view = {
+	t0: null, // live part starts (stalls armed)
+	record: null, // the fake's record, last fetched
+	state: null, // the fake's connection state, last fetched
+	stalls: [], // {n, start, end}
+	armedAt: null,
+	questions: [], // {bot, round, tag, sentAt}
+	rounds: 0,
+	engine: [], // per bot: {state, since, upResumes, localResumes, localIdentifies}
+	engineStarted: null,
+	shimFailed: null,
+	events: [], // {at, text}
+	seen: { drops: 0, messages: 0, identifies: 0, requests: 0 },
+	lastPlain: 0,
+};
+
+function event(text) {
+	const at = Date.now();
+	view.events.push({ at, text });
+	if (view.events.length > 200) view.events.shift();
+	if (!TTY && view.t0) say(`[${clock(at - view.t0)}] ${text}`);
+}
+
+// The gateway's JSON log, read incrementally: heartline's own lines (the
+// shim forwards them as "[heartline] ...").
+let logOffset = 0;
+let logRest = '';
+let botByHash = new Map();
+function readGatewayLog(setup) {
+	let fd;
+	try {
+		fd = fs.openSync(setup.logFile, 'r');
+	} catch {
+		return;
+	}
+	try {
+		const size = fs.fstatSync(fd).size;
+		if (size <= logOffset) return;
+		const buf = Buffer.alloc(size - logOffset);
+		fs.readSync(fd, buf, 0, buf.length, logOffset);
+		logOffset = size;
+		const text = logRest + buf.toString('utf8');
+		const lines = text.split('\n');
+		logRest = lines.pop();
+		for (const line of lines) engineLine(line);
+	} finally {
+		fs.closeSync(fd);
+	}
+}
+
+function engineLine(raw) {
+	const i = raw.indexOf('[heartline] ');
+	if (i < 0) return;
+	let text = raw;
+	try {
+		const rec = JSON.parse(raw);
+		text = Object.values(rec).find((v) => typeof v === 'string' && v.includes('[heartline] ')) ?? raw;
+	} catch {}
+	const msg = text.slice(text.indexOf('[heartline] ') + 12);
+	if (/stays on the built-in transport/.test(msg)) view.shimFailed = msg;
+	if (/^engine .* listening at/.test(msg) || /^engine started/.test(msg)) view.engineStarted ??= Date.now();
+	const m = /\bbot=([0-9a-f]{8})\b/.exec(msg);
+	if (!m || !botByHash.has(m[1])) return;
+	const b = botByHash.get(m[1]);
+	const e = view.engine[b];
+	const set = (state) => {
+		e.state = state;
+		e.since = Date.now();
+	};
+	if (/^upstream ready/.test(msg)) set('ready');
+	else if (/^upstream resumed/.test(msg)) {
+		set('ready');
+		e.upResumes++;
+	} else if (/^upstream identify/.test(msg)) set('identifying');
+	else if (/^upstream (disconnected|zombie|connect failed|connection failed|lookup failed|asked to reconnect)/.test(msg)) {
+		set('reconnecting');
+		if (view.t0) event(`heartline: bot${b} ${msg.replace(/ bot=[0-9a-f]{8}/, '')}`);
+	} else if (/^upstream session lost/.test(msg)) {
+		set('identifying');
+		if (view.t0) event(`heartline: bot${b} lost its Discord session, identifying again`);
+	} else if (/^upstream closed with fatal code/.test(msg)) {
+		set('failed');
+		event(`heartline: bot${b} ${msg.replace(/ bot=[0-9a-f]{8}/, '')}`);
+	} else if (/^downstream resumed/.test(msg)) e.localResumes++;
+	else if (/^downstream identify/.test(msg)) e.localIdentifies++;
+}
+
+function readStallLog(file) {
+	let text = '';
+	try {
+		text = fs.readFileSync(file, 'utf8');
+	} catch {
+		return;
+	}
+	const byN = new Map();
+	for (const line of text.split('\n')) {
+		if (!line.trim()) continue;
+		let e;
+		try {
+			e = JSON.parse(line);
+		} catch {
+			continue;
+		}
+		if (e.event === 'armed') view.armedAt = e.at;
+		if (e.event === 'stall_start') byN.set(e.n, { n: e.n, start: e.at, end: null });
+		if (e.event === 'stall_end' && byN.has(e.n)) byN.get(e.n).end = e.at;
+	}
+	const before = view.stalls;
+	view.stalls = [...byN.values()].sort((a, b) => a.n - b.n);
+	for (const s of view.stalls) {
+		const old = before.find((x) => x.n === s.n);
+		if (!old) event(`freeze ${s.n} began: OpenClaw's event loop is blocked for ${secs(STALL_MS)}`);
+		if (s.end && !old?.end) event(`freeze ${s.n} ended after ${((s.end - s.start) / 1000).toFixed(1)} s`);
+	}
+}
+
+// Replies are the bots' messages that carry a question's tag.
+function repliesTo(q) {
+	return (view.record?.messages ?? []).filter((m) => m.bot === q.bot && m.method !== 'PATCH' && m.method !== 'DELETE' && String(m.content ?? '').includes(q.tag));
+}
+
+function noteRecordEvents() {
+	const r = view.record;
+	if (!r) return;
+	for (const d of r.drops.slice(view.seen.drops)) {
+		if (d.bot !== null && d.bot !== undefined) event(red(`Discord cut bot${d.bot} off (${d.reason}, code ${d.code})`));
+	}
+	view.seen.drops = r.drops.length;
+	for (const m of r.messages.slice(view.seen.messages)) {
+		const q = view.questions.find((x) => x.bot === m.bot && String(m.content ?? '').includes(x.tag));
+		if (q && m.method === 'POST') {
+			const n = repliesTo(q).length;
+			event(n > 1 ? red(`bot${m.bot} answered question ${q.round + 1} AGAIN (${n} replies)`) : `bot${m.bot} answered question ${q.round + 1} after ${secs(m.t - q.sentAt)}`);
+		}
+	}
+	view.seen.messages = r.messages.length;
+	if (view.t0) {
+		for (const e of r.identifies.slice(view.seen.identifies)) {
+			if (e.t >= view.t0 && e.bot !== null) event(yellow(`bot${e.bot} sent a new IDENTIFY (its session was lost)`));
+		}
+	}
+	view.seen.identifies = r.identifies.length;
+	for (const q of r.requests.slice(view.seen.requests)) {
+		if (q.route === 'POST /channels/:channel/messages' && q.status >= 400) event(red(`bot${q.bot} tried to reply, Discord refused the message (HTTP ${q.status})`));
+	}
+	view.seen.requests = r.requests.length;
+}
+
+async function poll(setup, stallLog) {
+	try {
+		const [record, state] = await Promise.all([fakeGet('/record'), fakeGet('/state')]);
+		view.record = record;
+		view.state = state;
+	} catch (err) {
+		if (!stopping && procs.fake?.child.exitCode !== null) throw new Error(`the fake Discord stopped: ${err.message}`);
+	}
+	readGatewayLog(setup);
+	readStallLog(stallLog);
+	noteRecordEvents();
+}
+
+// ------------------------------------------------------------ per-bot view
+
+function botFigures(b) {
+	const r = view.record ?? { drops: [], identifies: [], resumes: [], heartbeats: [], typing: [], messages: [] };
+	const mine = (list) => list.filter((e) => e.bot === b);
+	const beats = mine(r.heartbeats);
+	const drops = mine(r.drops);
+	const asked = view.questions.filter((q) => q.bot === b);
+	let answered = 0;
+	let duplicated = 0;
+	for (const q of asked) {
+		const n = repliesTo(q).length;
+		if (n > 0) answered++;
+		if (n > 1) duplicated += n - 1;
+	}
+	const finished = view.stalls.filter((s) => s.end);
+	// A stall is survived when Discord did not cut the bot off during it
+	// or in the heartbeat interval right after it.
+	const survived = finished.filter((s) => !drops.some((d) => d.t >= s.start && d.t <= s.end + HEARTBEAT_MS + GRACE_MS)).length;
+	const live = view.state?.bots?.[b]?.live_connections ?? 0;
+	return {
+		bot: b,
+		live,
+		engine: view.engine[b],
+		lastBeat: beats.at(-1) ?? null,
+		maxLate: beats.length ? Math.max(...beats.map((x) => x.late_ms ?? 0)) : null,
+		drops: drops.length,
+		identifies: mine(r.identifies).length,
+		resumes: mine(r.resumes).length,
+		typing: mine(r.typing).length,
+		asked: asked.length,
+		answered,
+		duplicated,
+		survived,
+		finishedStalls: finished.length,
+	};
+}
+
+function stallNow(now) {
+	const cur = view.stalls.find((s) => !s.end);
+	if (cur) return { frozen: true, text: red(bold(`FROZEN`)) + ` for ${secs(now - cur.start)} of ${secs(STALL_MS)} (freeze ${cur.n}): no JavaScript runs in OpenClaw, heartline's threads keep heartbeating` };
+	const done = view.stalls.filter((s) => s.end).length;
+	const last = view.stalls.at(-1);
+	let next = null;
+	if (last) next = last.start + STALL_PERIOD_MS - now;
+	else if (view.armedAt) next = view.armedAt + STALL_FIRST_MS - now;
+	const nextText = next === null ? '' : `next freeze in ${secs(Math.max(0, next))}, `;
+	return { frozen: false, text: green('running') + dim(` (${nextText}${done} so far)`) };
+}
+
+function linkText(f) {
+	if (f.engine.state === 'failed') return red('failed');
+	if (f.live > 0) return green('connected');
+	return red('down');
+}
+
+function engineText(e) {
+	switch (e.state) {
+		case 'ready':
+			return green('ready');
+		case 'reconnecting':
+		case 'identifying':
+			return yellow(e.state);
+		case 'failed':
+			return red('failed');
+		default:
+			return dim(e.state);
+	}
+}
+
+function beatText(f, now) {
+	if (!f.lastBeat) return dim('none yet');
+	const ago = Math.max(0, Math.round((now - f.lastBeat.t) / 1000));
+	const gap = (f.lastBeat.gap_ms / 1000).toFixed(1);
+	return `${gap} s gap, ${ago} s ago`;
+}
+
+const COLS = [
+	['bot', 5],
+	['Discord sees', 13],
+	['heartline', 13],
+	['last heartbeat', 20],
+	['drops', 6],
+	['IDENTIFYs', 10],
+	['typing', 7],
+	['replies', 8],
+];
+
+function tableLines(now) {
+	const head = COLS.map(([name, w], i) => (i >= 4 ? lpad(name, w) : pad(name, w))).join(' ');
+	const lines = [bold(head)];
+	for (let b = 0; b < BOTS; b++) {
+		const f = botFigures(b);
+		const cells = [
+			`bot${b}`,
+			linkText(f),
+			engineText(f.engine),
+			beatText(f, now),
+			f.drops ? red(String(f.drops)) : String(f.drops),
+			f.identifies > 1 ? yellow(String(f.identifies)) : String(f.identifies),
+			String(f.typing),
+			`${f.answered}/${f.asked}`,
+		];
+		lines.push(cells.map((c, i) => (i >= 4 ? lpad(c, COLS[i][1]) : pad(c, COLS[i][1]))).join(' '));
+	}
+	return lines;
+}
+
+function questionsLine(now, live) {
+	const asked = view.questions.length;
+	let answered = 0;
+	for (const q of view.questions) if (repliesTo(q).length) answered++;
+	let next = '';
+	if (live.nextRoundAt && live.nextRoundAt > now) next = `, next DMs in ${secs(live.nextRoundAt - now)}`;
+	return `Questions: ${asked} sent, ${answered} answered, ${asked - answered} in flight${next}`;
+}
+
+let drawn = 0;
+function render(now, live) {
+	const elapsed = now - view.t0;
+	const phase = live.draining
+		? yellow(`time is up, waiting up to ${secs(DRAIN_MS)} for the answers still in flight`)
+		: `live ${clock(elapsed)} of ${clock(SECONDS * 1000)}`;
+	const lines = [
+		`${bold('heartline demo')} · ${phase} ${dim('(Ctrl-C stops)')}`,
+		`OpenClaw's event loop: ${stallNow(now).text}`,
+		questionsLine(now, live),
+		'',
+		...tableLines(now),
+		'',
+		dim('Recent events:'),
+	];
+	const recent = view.events.slice(-6);
+	for (const e of recent) lines.push(dim(`  ${clock(e.at - view.t0)} `) + e.text);
+	for (let i = recent.length; i < 6; i++) lines.push('');
+	const cols = process.stdout.columns || 120;
+	const out = lines.map((l) => (width(l) > cols - 1 ? l.replace(/\x1b\[[0-9;]*m/g, '').slice(0, cols - 2) + '…' : l));
+	let s = '';
+	if (drawn) s += `\x1b[${drawn}F`;
+	s += out.map((l) => `\x1b[2K${l}`).join('\n') + '\n';
+	process.stdout.write(s);
+	drawn = out.length;
+}
+
+function plainStatus(now, live) {
+	const figs = Array.from({ length: BOTS }, (_, b) => botFigures(b));
+	const up = figs.filter((f) => f.live > 0).length;
+	const drops = figs.reduce((a, f) => a + f.drops, 0);
+	const ids = figs.reduce((a, f) => a + f.identifies, 0);
+	const st = stallNow(now);
+	const loop = st.frozen ? 'event loop FROZEN' : 'event loop running';
+	say(`[${clock(now - view.t0)}] status: ${up}/${BOTS} bots connected to Discord, ${drops} drops, ${ids} IDENTIFYs, ${loop}; ${questionsLine(now, live)}`);
+	for (const f of figs) {
+		say(`    bot${f.bot}: ${f.live ? 'connected' : 'DOWN'}, heartline ${f.engine.state}, last heartbeat ${beatText(f, now)}, typing ${f.typing}, replies ${f.answered}/${f.asked}`);
+	}
+}
+
+// ---------------------------------------------------------------- summary
+
+function summary(endedBy, interrupted) {
+	// Stopped early, a question asked less than a drain period ago may
+	// still be answered: it is in flight, not lost.
+	const now = Date.now();
+	const inFlight = (q) => interrupted && now - q.sentAt < DRAIN_MS && repliesTo(q).length === 0;
+	const pending = view.questions.filter(inFlight);
+	const figs = Array.from({ length: BOTS }, (_, b) => {
+		const f = botFigures(b);
+		f.pending = pending.filter((q) => q.bot === b).length;
+		return f;
+	});
+	const stallsDone = view.stalls.filter((s) => s.end).length;
+	const cols = [
+		['', 6],
+		['asked', 6],
+		['replied', 8],
+		['lost', 5],
+		['twice', 6],
+		['drops', 6],
+		['IDENTIFYs', 10],
+		['max hb late', 12],
+		['stalls survived', 16],
+	];
+	const row = (cells) => cells.map((c, i) => (i === 0 ? pad(c, cols[i][1]) : lpad(c, cols[i][1]))).join(' ');
+	const late = (ms) => (ms === null ? '-' : `${ms} ms`);
+	const lines = [];
+	lines.push('');
+	lines.push(bold(`Summary (${endedBy})`));
+	lines.push(dim('  asked/replied: DMs sent and answered · lost: never answered · twice: extra copies of an answer'));
+	lines.push(dim('  drops: connections the fake Discord cut or saw close · max hb late: latest heartbeat vs the 10 s interval'));
+	lines.push(bold(row(cols.map(([n]) => n))));
+	const tot = { asked: 0, answered: 0, lost: 0, dup: 0, drops: 0, ids: 0, late: null };
+	for (const f of figs) {
+		const lost = f.asked - f.answered - f.pending;
+		tot.asked += f.asked;
+		tot.answered += f.answered;
+		tot.lost += lost;
+		tot.dup += f.duplicated;
+		tot.drops += f.drops;
+		tot.ids += f.identifies;
+		if (f.maxLate !== null) tot.late = Math.max(tot.late ?? -Infinity, f.maxLate);
+		lines.push(row([`bot${f.bot}`, String(f.asked), String(f.answered), String(lost), String(f.duplicated), String(f.drops), String(f.identifies), late(f.maxLate), `${f.survived}/${stallsDone}`]));
+	}
+	// A stall counts for the total when no bot was cut off around it.
+	const allDrops = (view.record?.drops ?? []).filter((d) => d.bot !== null && d.bot !== undefined);
+	const survivedAll = view.stalls.filter((s) => s.end && !allDrops.some((d) => d.t >= s.start && d.t <= s.end + HEARTBEAT_MS + GRACE_MS)).length;
+	lines.push(bold(row(['total', String(tot.asked), String(tot.answered), String(tot.lost), String(tot.dup), String(tot.drops), String(tot.ids), late(tot.late), `${survivedAll}/${stallsDone}`])));
+
+	if (pending.length) lines.push(dim(`  (${pending.length} question${pending.length === 1 ? ' was' : 's were'} still in flight when stopped; not counted as lost)`));
+	const problems = [];
+	const dropped = figs.filter((f) => f.drops > 0);
+	if (dropped.length) problems.push(`${dropped.length} of ${BOTS} bots were cut off by Discord (${tot.drops} drops)`);
+	const reIdent = figs.filter((f) => f.identifies > 1);
+	if (reIdent.length) problems.push(`${reIdent.length} bots had to IDENTIFY again (session lost)`);
+	const never = figs.filter((f) => f.identifies === 0);
+	if (never.length) problems.push(`${never.map((f) => `bot${f.bot}`).join(', ')} never identified`);
+	if (tot.lost) {
+		// Say why when the fake refused the bots' messages.
+		const refused = (view.record?.requests ?? []).filter((q) => q.route === 'POST /channels/:channel/messages' && q.status >= 400);
+		const codes = [...new Set(refused.map((q) => q.status))].join(', ');
+		const why = refused.length ? ` (the bots tried; Discord refused ${refused.length} message POSTs with HTTP ${codes})` : '';
+		problems.push(`${tot.lost} of ${tot.asked} questions got no reply${why}`);
+	}
+	if (tot.dup) problems.push(`${tot.dup} replies were sent twice`);
+	if (view.shimFailed) problems.push(`heartline did not load: ${view.shimFailed}`);
+	if (stallsDone === 0) problems.push('no freeze finished, the run was too short to show anything');
+	const ok = problems.length === 0;
+	let verdict;
+	if (ok) {
+		verdict = green(bold(`Verdict: every bot stayed connected through ${stallsDone} stall${stallsDone === 1 ? '' : 's'}`)) +
+			` of ${secs(STALL_MS)}: no drop, no new IDENTIFY, ${tot.answered} of ${tot.asked - pending.length} questions answered, none twice` +
+			(interrupted ? ' (stopped early)' : '') + '.';
+	} else {
+		verdict = red(bold('Verdict: ')) + red(problems.join('; ') + '.');
+	}
+	lines.push('');
+	lines.push(verdict);
+	if (ok) lines.push(dim(`(For comparison, ${STOCK_NOTE}.)`));
+	return { text: lines.join('\n'), ok };
+}
+
+// ------------------------------------------------------------------- main
+
+async function main() {
+	const started = Date.now();
+	say(bold('heartline demo: five Discord bots on one OpenClaw gateway that keeps freezing'));
+	say(`OpenClaw's JavaScript event loop is blocked for ${secs(STALL_MS)} of every minute, as on a busy gateway.`);
+	say(`Discord here is a local fake that cuts off any bot whose heartbeat (every ${secs(HEARTBEAT_MS)}) is more than ${secs(GRACE_MS)} late,`);
+	say(`and the model takes ${secs(MODEL_MS)} per answer. With heartline the heartbeats come from its own threads, so no bot`);
+	say('should drop and every DM should be answered once. Everything stays on 127.0.0.1; no Discord token needed.');
+	say('');
+
+	const problem = h.toolchainMissing();
+	if (problem) throw new Error(`${problem}; \`make demo\` runs it for you`);
+	const tgz = findTarball();
+
+	runDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'heartline-demo-'));
+	const stallLog = path.join(runDir, 'stall.jsonl');
+	const armFile = path.join(runDir, 'stall.arm');
+	const step = (n, text) => say(`${dim(`[${n}/5]`)} ${text}`);
+
+	step(1, `starting the fake Discord (${BOTS} bots, heartbeat every ${secs(HEARTBEAT_MS)}, ${secs(GRACE_MS)} of grace, TLS)`);
+	procs.fake = await h.startJsonProcess(
+		h.paths.fakeDiscord,
+		['--bots', String(BOTS), '--heartbeat-interval', String(HEARTBEAT_MS), '--heartbeat-grace', String(GRACE_MS)],
+		{ stderrFile: path.join(runDir, 'fake-discord.err') },
+	);
+	const fake = procs.fake.info;
+	botByHash = new Map(fake.bots.map((b, i) => [tokenHash(b.token), i]));
+	view.engine = fake.bots.map(() => ({ state: 'waiting', since: Date.now(), upResumes: 0, localResumes: 0, localIdentifies: 0 }));
+	checkStop();
+
+	step(2, `starting the slow model (answers after ${secs(MODEL_MS)})`);
+	procs.model = await h.startJsonProcess(h.paths.slowModel, ['--delay-ms', String(MODEL_MS), '--log', path.join(runDir, 'model.jsonl')], {
+		stderrFile: path.join(runDir, 'model.err'),
+	});
+	checkStop();
+
+	const templateReady = fs.existsSync(path.join(h.HEARTLINE_CACHE, `e2e-openclaw-${h.OPENCLAW_VERSION}`, 'READY'));
+	if (!templateReady) {
+		step(3, `first run: installing OpenClaw's Discord plugin (${h.DISCORD_PLUGIN_SPEC}) into ${h.HEARTLINE_CACHE}`);
+		say('      this downloads it with npm and takes about a minute, only this once');
+	} else {
+		step(3, 'preparing a fresh OpenClaw state directory');
+	}
+	const setup = await h.createGatewayDir({
+		dir: path.join(runDir, 'openclaw'),
+		bots: fake.bots,
+		modelBaseUrl: `http://127.0.0.1:${procs.model.info.port}/v1`,
+	});
+	checkStop();
+	say(`      installing heartline the README way: openclaw plugins install npm-pack:${path.relative(process.cwd(), tgz)}`);
+	const t = Date.now();
+	h.installPlugin(setup, tgz);
+	checkStop();
+	say(dim(`      installed in ${secs(Date.now() - t)}`));
+	const config = h.readConfig(setup);
+	config.meta ??= { lastTouchedVersion: h.OPENCLAW_VERSION };
+	config.plugins.entries.heartline = {
+		...(config.plugins.entries.heartline ?? {}),
+		enabled: true,
+		config: {
+			api_base: `${fake.https_origin}/api/v10`,
+			cdn_base: fake.https_origin,
+			media_base: fake.https_origin,
+			ca_file: fake.ca_file,
+			// To try another build of the engine without repacking.
+			...(process.env.DEMO_LIBRARY ? { library: path.resolve(process.env.DEMO_LIBRARY) } : {}),
+		},
+	};
+	h.writeConfig(setup, config);
+
+	step(4, `starting the OpenClaw gateway; it loads its plugins (~30 s), then starts one bot every 10 s`);
+	// Should heartline not load, the Discord channel would fall back to
+	// this address: a closed loopback port, never the real Discord.
+	const nowhere = `http://127.0.0.1:${await h.freePort()}/api/v10`;
+	procs.gw = h.startGateway(setup, {
+		preload: h.paths.stallPreload,
+		env: {
+			DISCORD_API_URL: nowhere,
+			STALL_MS: String(STALL_MS),
+			STALL_PERIOD_MS: String(STALL_PERIOD_MS),
+			STALL_FIRST_MS: String(STALL_FIRST_MS),
+			STALL_ARM_FILE: armFile,
+			STALL_LOG: stallLog,
+			STALL_ONLY_ARGV: 'gateway',
+		},
+	});
+	await waitForBots(setup, stallLog);
+	say(dim(`      all ${BOTS} bots connected ${secs(Date.now() - procs.gw.startedAt)} after the gateway started`));
+
+	step(5, `live for ${clock(SECONDS * 1000)}: a DM to every bot every ${secs(DM_PERIOD_MS)}, the first freeze in ${secs(STALL_FIRST_MS)}`);
+	say('');
+	view.t0 = Date.now();
+	fs.writeFileSync(armFile, `${view.t0}\n`);
+	const endedBy = await live(setup, stallLog);
+
+	say('');
+	say(dim('stopping the gateway, the model and the fake Discord...'));
+	const left = await cleanup();
+	say(dim(left ? `had to force-kill ${left} process group(s)` : 'all stopped, nothing left running'));
+	if (KEEP) say(`run directory kept: ${runDir} (gateway log: openclaw/openclaw.log)`);
+	const s = summary(endedBy, stopping);
+	say(s.text);
+	say(dim(`total run time ${clock(Date.now() - started)}`));
+	return s.ok ? 0 : 1;
+}
+
+function findTarball() {
+	const build = path.join(h.REPO_ROOT, 'build');
+	let names = [];
+	try {
+		names = fs.readdirSync(build).filter((n) => /^heartline-openclaw-.*\.tgz$/.test(n));
+	} catch {}
+	if (!names.length) throw new Error('no build/heartline-openclaw-*.tgz: run `make package` (or just `make demo`)');
+	names.sort((a, b) => fs.statSync(path.join(build, b)).mtimeMs - fs.statSync(path.join(build, a)).mtimeMs);
+	return path.join(build, names[0]);
+}
+
+async function waitForBots(setup, stallLog) {
+	const gw = procs.gw;
+	const deadline = Date.now() + READY_TIMEOUT_MS;
+	let lastSaid = '';
+	let engineSaid = false;
+	for (;;) {
+		checkStop();
+		if (gw.exited) throw new Error(`the gateway exited (${JSON.stringify(gw.exited)}) before the bots were up:\n${h.tail(h.gatewayLog(setup), 30)}`);
+		await poll(setup, stallLog).catch(() => {});
+		if (view.shimFailed) throw new Error(`heartline did not load in the gateway: ${view.shimFailed}`);
+		if (view.engineStarted && !engineSaid) {
+			engineSaid = true;
+			say(dim(`      heartline's engine is running inside the gateway (${secs(view.engineStarted - gw.startedAt)} after start)`));
+		}
+		const live = view.state?.bots?.filter((b) => b.live_sessions > 0).length ?? 0;
+		const msg = `      ${live}/${BOTS} bots connected to the fake Discord through heartline`;
+		if (live >= BOTS) return;
+		if (msg !== lastSaid) {
+			say(dim(`${msg} (${secs(Date.now() - gw.startedAt)})`));
+			lastSaid = msg;
+		}
+		if (Date.now() > deadline) throw new Error(`only ${live} of ${BOTS} bots came up within ${secs(READY_TIMEOUT_MS)}:\n${h.tail(h.gatewayLog(setup), 30)}`);
+		await pause(1000);
+	}
+}
+
+async function live(setup, stallLog) {
+	const state = { nextRoundAt: view.t0, draining: false };
+	const end = view.t0 + SECONDS * 1000;
+	const tag = crypto.randomBytes(3).toString('hex');
+	if (!TTY) say(`(not a terminal: printing events as they happen and a status every ${secs(PLAIN_STATUS_EVERY_MS)})`);
+	for (;;) {
+		if (stopping) return 'stopped by Ctrl-C';
+		const now = Date.now();
+		if (procs.gw.exited) throw new Error(`the gateway exited unexpectedly (${JSON.stringify(procs.gw.exited)}):\n${h.tail(h.gatewayLog(setup), 30)}`);
+		if (!state.draining && state.nextRoundAt !== null && now >= state.nextRoundAt) {
+			const round = view.rounds++;
+			for (let b = 0; b < BOTS; b++) {
+				const q = { bot: b, round, tag: `demo-${tag}-q${round + 1}-bot${b}`, sentAt: Date.now() };
+				await fakeDm(b, `hello bot${b}, this is question ${round + 1} (${q.tag})`);
+				view.questions.push(q);
+			}
+			event(`a human sent question ${round + 1} to each of the ${BOTS} bots`);
+			const next = state.nextRoundAt + DM_PERIOD_MS;
+			state.nextRoundAt = next + LAST_ROUND_MARGIN_MS <= end ? next : null;
+		}
+		await poll(setup, stallLog);
+		const after = Date.now();
+		if (!state.draining && after >= end) {
+			const open = view.questions.filter((q) => !repliesTo(q).length).length;
+			if (!open) return 'live part over';
+			state.draining = true;
+			state.drainEnd = after + DRAIN_MS;
+			event(`time is up; waiting for ${open} answer${open === 1 ? '' : 's'} still in flight`);
+		}
+		if (state.draining) {
+			const open = view.questions.filter((q) => !repliesTo(q).length).length;
+			if (!open) return 'live part over, all answers in';
+			if (after >= state.drainEnd) return `live part over; gave up waiting for ${open} answers`;
+		}
+		if (TTY) render(after, state);
+		else if (after - view.lastPlain >= PLAIN_STATUS_EVERY_MS) {
+			view.lastPlain = after;
+			plainStatus(after, state);
+		}
+		await pause(TICK_MS - (Date.now() % TICK_MS));
+	}
+}
+
+let code = 1;
+try {
+	code = await main();
+} catch (err) {
+	if (err instanceof Interrupted) {
+		say('\nstopped by Ctrl-C before the live part');
+	} else {
+		say('');
+		say(red(`demo failed: ${err.message}`));
+		if (runDir) {
+			// Keep the evidence when something broke.
+			say(`run directory kept for inspection: ${runDir}`);
+			runDir = null;
+		}
+	}
+	const left = await cleanup();
+	say(dim(left ? `had to force-kill ${left} process group(s)` : 'all stopped, nothing left running'));
+	code = err instanceof Interrupted ? 130 : 1;
+}
+if (stopping && code !== 130) code = 130;
+process.exit(code);
