@@ -313,6 +313,20 @@ static int typing_handled(hl_http *h)
 	return 0;
 }
 
+/* The engine's status snapshot, for whoever watches the local endpoint. */
+static void answer_status(hl_engine *eng, hl_http *h)
+{
+	pthread_mutex_lock(&eng->status_lock);
+	h->out.len = 0;
+	if (eng->status_json == NULL ||
+	    hl_buf_append(&h->out, eng->status_json,
+	                  strlen(eng->status_json)) != 0)
+		h->out.len = 0;
+	pthread_mutex_unlock(&eng->status_lock);
+	h->out_status = h->out.len ? 200 : 503;
+	lws_callback_on_writable(h->wsi);
+}
+
 static int on_request(struct lws *wsi, hl_http **slot, const char *uri)
 {
 	hl_engine *eng = engine_of(wsi);
@@ -335,6 +349,11 @@ static int on_request(struct lws *wsi, hl_http **slot, const char *uri)
 	}
 	if (h->path == NULL || h->method[0] == '\0') {
 		answer_locally(h, 405, "405: Method Not Allowed");
+		return 0;
+	}
+	if (strcmp(h->path, HL_STATUS_PATH) == 0 &&
+	    strcmp(h->method, "GET") == 0) {
+		answer_status(eng, h);
 		return 0;
 	}
 	owner_of_request(eng, h);

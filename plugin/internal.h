@@ -25,6 +25,7 @@
 #define HL_API_PREFIX "/api/v10"
 #define HL_CDN_PREFIX "/api/v10/_heartline/cdn/"
 #define HL_MEDIA_PREFIX "/api/v10/_heartline/media/"
+#define HL_STATUS_PATH "/_heartline/status" /* GET: the status snapshot */
 
 /* ---- small utilities (util.c) ------------------------------------- */
 

@@ -9,7 +9,15 @@
 //                  tarball, its event loop frozen 15 s of every 60 s by
 //                  tests/e2e/stall-preload.cjs
 //
-// Each bot gets a DM every 45 s. A table (redrawn every second on a
+// The heartline columns come from the engine's own status snapshot,
+// served at /_heartline/status on its local endpoint; it answers during
+// the freezes too, since no JavaScript is involved.
+//
+// Each bot gets a DM every 45 s. Once, between two freezes, the fake
+// Discord cuts every connection at the same instant (a network blip):
+// heartline's reconnect coordinator spreads the bots' returns over its
+// jitter window and resumes their sessions, and OpenClaw does not notice.
+// A table (redrawn every second on a
 // terminal, periodic lines otherwise) shows what the fake Discord sees and
 // what heartline logs; at the end a summary and a one-line verdict.
 //
@@ -42,6 +50,14 @@ const DRAIN_MS = MODEL_MS + STALL_MS + 25000;
 const READY_TIMEOUT_MS = 240000;
 const TICK_MS = 1000;
 const PLAIN_STATUS_EVERY_MS = 30000;
+// The scripted network blip: past the middle of the live part, clear of
+// any freeze and of the heartbeat after it, and early enough for the
+// bots to come back (heartline's jitter window is 1-15 s) before the end.
+const BLIP_FRACTION = 0.55;
+const BLIP_CLEARANCE_MS = 5000;
+const BLIP_SETTLE_MS = 30000;
+// Drops the fake records within this long of the blip are the blip's.
+const BLIP_WINDOW_MS = 2000;
 
 const SECONDS = Number(process.env.DEMO_SECONDS || 180);
 const KEEP = Boolean(process.env.DEMO_KEEP);
@@ -226,9 +242,28 @@ const view = {
 	engineStarted: null,
 	shimFailed: null,
 	events: [], // {at, text}
-	seen: { drops: 0, messages: 0, identifies: 0, requests: 0 },
+	seen: { drops: 0, messages: 0, identifies: 0, resumes: 0, requests: 0 },
 	lastPlain: 0,
+	blip: null, // {at, dropped, back: Map(bot -> {after, how})}
+	origin: null, // heartline's local endpoint, from its log
+	status: null, // heartline's status snapshot, last fetched
 };
+
+// When, after the live part starts, the blip comes; null when the live
+// part is too short for one.
+function blipOffset() {
+	let at = SECONDS * 1000 * BLIP_FRACTION;
+	for (let start = STALL_FIRST_MS; start < SECONDS * 1000; start += STALL_PERIOD_MS) {
+		const quietFrom = start - BLIP_CLEARANCE_MS;
+		const quietTo = start + STALL_MS + HEARTBEAT_MS + GRACE_MS;
+		if (at >= quietFrom && at < quietTo) at = quietTo;
+	}
+	return at + BLIP_SETTLE_MS <= SECONDS * 1000 ? at : null;
+}
+const BLIP_AT_MS = blipOffset();
+
+// A drop the fake recorded as part of the scripted blip.
+const blipDrop = (d) => view.blip !== null && d.reason === 'server_drop' && d.t >= view.blip.at - 100 && d.t <= view.blip.at + BLIP_WINDOW_MS;
 
 function event(text) {
 	const at = Date.now();
@@ -273,6 +308,8 @@ function engineLine(raw) {
 		text = Object.values(rec).find((v) => typeof v === 'string' && v.includes('[heartline] ')) ?? raw;
 	} catch {}
 	const msg = text.slice(text.indexOf('[heartline] ') + 12);
+	const origin = /(?:origin=|listening at )(http:\/\/127\.0\.0\.1:\d+)/.exec(msg);
+	if (origin) view.origin ??= origin[1];
 	if (/stays on the built-in transport/.test(msg)) view.shimFailed = msg;
 	if (/^engine .* listening at/.test(msg) || /^engine started/.test(msg)) view.engineStarted ??= Date.now();
 	const m = /\bbot=([0-9a-f]{8})\b/.exec(msg);
@@ -290,7 +327,13 @@ function engineLine(raw) {
 	} else if (/^upstream identify/.test(msg)) set('identifying');
 	else if (/^upstream (disconnected|zombie|connect failed|connection failed|lookup failed|asked to reconnect)/.test(msg)) {
 		set('reconnecting');
-		if (view.t0) event(`heartline: bot${b} ${msg.replace(/ bot=[0-9a-f]{8}/, '')}`);
+		const retry = /\bretry_ms=(\d+)/.exec(msg);
+		const code = /\bcode=(\d+)/.exec(msg);
+		if (!view.t0) return;
+		const how = code && code[1] !== '0' ? `close code ${code[1]}` : 'connection cut';
+		if (/^upstream disconnected/.test(msg) && retry)
+			event(`heartline: bot${b} lost its Discord connection (${how}), reconnecting in ${(Number(retry[1]) / 1000).toFixed(1)} s`);
+		else event(`heartline: bot${b} ${msg.replace(/ bot=[0-9a-f]{8}/, '')}`);
 	} else if (/^upstream session lost/.test(msg)) {
 		set('identifying');
 		if (view.t0) event(`heartline: bot${b} lost its Discord session, identifying again`);
@@ -339,7 +382,7 @@ function noteRecordEvents() {
 	const r = view.record;
 	if (!r) return;
 	for (const d of r.drops.slice(view.seen.drops)) {
-		if (d.bot !== null && d.bot !== undefined) event(red(`Discord cut bot${d.bot} off (${d.reason}, code ${d.code})`));
+		if (d.bot !== null && d.bot !== undefined && !blipDrop(d)) event(red(`Discord cut bot${d.bot} off (${d.reason}, code ${d.code})`));
 	}
 	view.seen.drops = r.drops.length;
 	for (const m of r.messages.slice(view.seen.messages)) {
@@ -352,14 +395,50 @@ function noteRecordEvents() {
 	view.seen.messages = r.messages.length;
 	if (view.t0) {
 		for (const e of r.identifies.slice(view.seen.identifies)) {
-			if (e.t >= view.t0 && e.bot !== null) event(yellow(`bot${e.bot} sent a new IDENTIFY (its session was lost)`));
+			if (e.t >= view.t0 && e.bot !== null) {
+				event(yellow(`bot${e.bot} sent a new IDENTIFY (its session was lost)`));
+				blipReturn(e.bot, e.t, 'IDENTIFY');
+			}
 		}
 	}
 	view.seen.identifies = r.identifies.length;
+	for (const e of r.resumes.slice(view.seen.resumes)) {
+		if (e.ok && e.bot !== null && e.bot !== undefined) blipReturn(e.bot, e.t, 'RESUME');
+	}
+	view.seen.resumes = r.resumes.length;
 	for (const q of r.requests.slice(view.seen.requests)) {
 		if (q.route === 'POST /channels/:channel/messages' && q.status >= 400) event(red(`bot${q.bot} tried to reply, Discord refused the message (HTTP ${q.status})`));
 	}
 	view.seen.requests = r.requests.length;
+}
+
+// A bot's first session after the blip: how long it took and how.
+function blipReturn(bot, t, how) {
+	const blip = view.blip;
+	if (!blip || t < blip.at || blip.back.has(bot)) return;
+	blip.back.set(bot, { after: t - blip.at, how });
+	event(`bot${bot} is back on Discord ${((t - blip.at) / 1000).toFixed(1)} s after the blip (${how})`);
+	if (blip.back.size === blip.dropped) {
+		const s = blipFigures();
+		event(green(`all ${blip.dropped} bots back: first after ${s.first} s, last after ${s.last} s; ${s.resumes} RESUMEs, ${s.identifies} IDENTIFYs`));
+	}
+}
+
+function blipFigures() {
+	const back = [...view.blip.back.values()];
+	const times = back.map((x) => x.after);
+	return {
+		first: times.length ? (Math.min(...times) / 1000).toFixed(1) : '-',
+		last: times.length ? (Math.max(...times) / 1000).toFixed(1) : '-',
+		resumes: back.filter((x) => x.how === 'RESUME').length,
+		identifies: back.filter((x) => x.how === 'IDENTIFY').length,
+	};
+}
+
+async function fakeBlip() {
+	const res = await fetch(`${procs.fake.info.http_origin}/_fake/drop-all`, { method: 'POST', signal: AbortSignal.timeout(5000) });
+	if (!res.ok) throw new Error(`fake Discord drop-all: HTTP ${res.status}`);
+	return (await res.json()).dropped;
 }
 
 async function poll(setup, stallLog) {
@@ -373,6 +452,20 @@ async function poll(setup, stallLog) {
 	readGatewayLog(setup);
 	readStallLog(stallLog);
 	noteRecordEvents();
+	if (view.origin) {
+		try {
+			const res = await fetch(`${view.origin}/_heartline/status`, { signal: AbortSignal.timeout(2000) });
+			if (res.ok) view.status = await res.json();
+		} catch {
+			// The gateway may be on its way down; keep the last snapshot.
+		}
+	}
+}
+
+// heartline's own view of bot b, from its status snapshot.
+function engineStatus(b) {
+	const hash = procs.fake ? tokenHash(procs.fake.info.bots[b].token) : null;
+	return view.status?.bots?.find((x) => x.token_hash === hash) ?? null;
 }
 
 // ------------------------------------------------------------ per-bot view
@@ -381,7 +474,7 @@ function botFigures(b) {
 	const r = view.record ?? { drops: [], identifies: [], resumes: [], heartbeats: [], typing: [], messages: [] };
 	const mine = (list) => list.filter((e) => e.bot === b);
 	const beats = mine(r.heartbeats);
-	const drops = mine(r.drops);
+	const drops = mine(r.drops).filter((d) => !blipDrop(d));
 	const asked = view.questions.filter((q) => q.bot === b);
 	let answered = 0;
 	let duplicated = 0;
@@ -399,6 +492,7 @@ function botFigures(b) {
 		bot: b,
 		live,
 		engine: view.engine[b],
+		status: engineStatus(b),
 		lastBeat: beats.at(-1) ?? null,
 		maxLate: beats.length ? Math.max(...beats.map((x) => x.late_ms ?? 0)) : null,
 		drops: drops.length,
@@ -426,23 +520,34 @@ function stallNow(now) {
 }
 
 function linkText(f) {
-	if (f.engine.state === 'failed') return red('failed');
+	if (f.engine.state === 'failed' || f.status?.state === 'fatal') return red('failed');
 	if (f.live > 0) return green('connected');
 	return red('down');
 }
 
-function engineText(e) {
-	switch (e.state) {
+function engineText(f) {
+	const state = f.status?.state ?? f.engine.state;
+	switch (state) {
 		case 'ready':
 			return green('ready');
+		case 'backoff':
+		case 'connecting':
 		case 'reconnecting':
 		case 'identifying':
-			return yellow(e.state);
+		case 'resuming':
+			return yellow(state);
 		case 'failed':
-			return red('failed');
+		case 'fatal':
+		case 'blocked':
+			return red(state);
 		default:
-			return dim(e.state);
+			return dim(state);
 	}
+}
+
+// Heartbeat round trip as heartline measured it upstream.
+function rttText(f) {
+	return f.status && f.status.heartbeat_rtt_ms > 0 ? `${f.status.heartbeat_rtt_ms} ms` : dim('-');
 }
 
 function beatText(f, now) {
@@ -457,6 +562,7 @@ const COLS = [
 	['Discord sees', 13],
 	['heartline', 13],
 	['last heartbeat', 20],
+	['hb RTT', 7],
 	['drops', 6],
 	['IDENTIFYs', 10],
 	['typing', 7],
@@ -471,8 +577,9 @@ function tableLines(now) {
 		const cells = [
 			`bot${b}`,
 			linkText(f),
-			engineText(f.engine),
+			engineText(f),
 			beatText(f, now),
+			rttText(f),
 			f.drops ? red(String(f.drops)) : String(f.drops),
 			f.identifies > 1 ? yellow(String(f.identifies)) : String(f.identifies),
 			String(f.typing),
@@ -528,7 +635,7 @@ function plainStatus(now, live) {
 	const loop = st.frozen ? 'event loop FROZEN' : 'event loop running';
 	say(`[${clock(now - view.t0)}] status: ${up}/${BOTS} bots connected to Discord, ${drops} drops, ${ids} IDENTIFYs, ${loop}; ${questionsLine(now, live)}`);
 	for (const f of figs) {
-		say(`    bot${f.bot}: ${f.live ? 'connected' : 'DOWN'}, heartline ${f.engine.state}, last heartbeat ${beatText(f, now)}, typing ${f.typing}, replies ${f.answered}/${f.asked}`);
+		say(`    bot${f.bot}: ${f.live ? 'connected' : 'DOWN'}, heartline ${f.status?.state ?? f.engine.state}, last heartbeat ${beatText(f, now)}, round trip ${rttText(f)}, typing ${f.typing}, replies ${f.answered}/${f.asked}`);
 	}
 }
 
@@ -563,7 +670,7 @@ function summary(endedBy, interrupted) {
 	lines.push('');
 	lines.push(bold(`Summary (${endedBy})`));
 	lines.push(dim('  asked/replied: DMs sent and answered · lost: never answered · twice: extra copies of an answer'));
-	lines.push(dim('  drops: connections the fake Discord cut or saw close · max hb late: latest heartbeat vs the 10 s interval'));
+	lines.push(dim('  drops: connections the fake Discord cut or saw close, the scripted blip aside · max hb late: latest heartbeat vs the 10 s interval'));
 	lines.push(bold(row(cols.map(([n]) => n))));
 	const tot = { asked: 0, answered: 0, lost: 0, dup: 0, drops: 0, ids: 0, late: null };
 	for (const f of figs) {
@@ -578,10 +685,17 @@ function summary(endedBy, interrupted) {
 		lines.push(row([`bot${f.bot}`, String(f.asked), String(f.answered), String(lost), String(f.duplicated), String(f.drops), String(f.identifies), late(f.maxLate), `${f.survived}/${stallsDone}`]));
 	}
 	// A stall counts for the total when no bot was cut off around it.
-	const allDrops = (view.record?.drops ?? []).filter((d) => d.bot !== null && d.bot !== undefined);
+	const allDrops = (view.record?.drops ?? []).filter((d) => d.bot !== null && d.bot !== undefined && !blipDrop(d));
 	const survivedAll = view.stalls.filter((s) => s.end && !allDrops.some((d) => d.t >= s.start && d.t <= s.end + HEARTBEAT_MS + GRACE_MS)).length;
 	lines.push(bold(row(['total', String(tot.asked), String(tot.answered), String(tot.lost), String(tot.dup), String(tot.drops), String(tot.ids), late(tot.late), `${survivedAll}/${stallsDone}`])));
 
+	if (view.blip) {
+		const s = blipFigures();
+		lines.push('');
+		lines.push(`Scripted blip at ${clock(view.blip.at - view.t0)}: Discord cut all ${view.blip.dropped} connections at once.`);
+		lines.push(`  ${view.blip.back.size} of ${view.blip.dropped} bots back, the first after ${s.first} s and the last after ${s.last} s`);
+		lines.push(`  (spread by heartline's reconnect coordinator); ${s.resumes} by RESUME, ${s.identifies} by a new IDENTIFY.`);
+	}
 	if (pending.length) lines.push(dim(`  (${pending.length} question${pending.length === 1 ? ' was' : 's were'} still in flight when stopped; not counted as lost)`));
 	const problems = [];
 	const dropped = figs.filter((f) => f.drops > 0);
@@ -600,11 +714,14 @@ function summary(endedBy, interrupted) {
 	if (tot.dup) problems.push(`${tot.dup} replies were sent twice`);
 	if (view.shimFailed) problems.push(`heartline did not load: ${view.shimFailed}`);
 	if (stallsDone === 0) problems.push('no freeze finished, the run was too short to show anything');
+	if (view.blip && view.blip.back.size < view.blip.dropped) problems.push(`only ${view.blip.back.size} of ${view.blip.dropped} bots came back after the blip`);
+	if (view.blip && blipFigures().identifies) problems.push(`${blipFigures().identifies} bots needed a new IDENTIFY after the blip instead of resuming`);
 	const ok = problems.length === 0;
 	let verdict;
 	if (ok) {
 		verdict = green(bold(`Verdict: every bot stayed connected through ${stallsDone} stall${stallsDone === 1 ? '' : 's'}`)) +
 			` of ${secs(STALL_MS)}: no drop, no new IDENTIFY, ${tot.answered} of ${tot.asked - pending.length} questions answered, none twice` +
+			(view.blip ? `; after the blip every bot resumed within ${blipFigures().last} s` : '') +
 			(interrupted ? ' (stopped early)' : '') + '.';
 	} else {
 		verdict = red(bold('Verdict: ')) + red(problems.join('; ') + '.');
@@ -705,7 +822,8 @@ async function main() {
 	await waitForBots(setup, stallLog);
 	say(dim(`      all ${BOTS} bots connected ${secs(Date.now() - procs.gw.startedAt)} after the gateway started`));
 
-	step(5, `live for ${clock(SECONDS * 1000)}: a DM to every bot every ${secs(DM_PERIOD_MS)}, the first freeze in ${secs(STALL_FIRST_MS)}`);
+	step(5, `live for ${clock(SECONDS * 1000)}: a DM to every bot every ${secs(DM_PERIOD_MS)}, the first freeze in ${secs(STALL_FIRST_MS)}` +
+		(BLIP_AT_MS === null ? '' : `, a network blip at ${clock(BLIP_AT_MS)}`));
 	say('');
 	view.t0 = Date.now();
 	fs.writeFileSync(armFile, `${view.t0}\n`);
@@ -778,6 +896,12 @@ async function live(setup, stallLog) {
 			event(`a human sent question ${round + 1} to each of the ${BOTS} bots`);
 			const next = state.nextRoundAt + DM_PERIOD_MS;
 			state.nextRoundAt = next + LAST_ROUND_MARGIN_MS <= end ? next : null;
+		}
+		if (BLIP_AT_MS !== null && !view.blip && now >= view.t0 + BLIP_AT_MS) {
+			const at = Date.now();
+			const dropped = await fakeBlip();
+			view.blip = { at, dropped, back: new Map() };
+			event(yellow(bold(`network blip: the fake Discord cut all ${dropped} bot connections at once`)));
 		}
 		await poll(setup, stallLog);
 		const after = Date.now();

@@ -55,6 +55,25 @@ describe("engine with a fake Discord", () => {
     await client.close();
   });
 
+  test("the status snapshot is served on the local endpoint, without tokens", async () => {
+    const client = new GatewayClient(wsOrigin(), token(0)).identify();
+    await waitFor("READY", () => client.dispatches("READY")[0]);
+    let text;
+    const bot = await waitFor("the bot in the status", async () => {
+      const res = await fetch(`${engine.origin}/_heartline/status`);
+      assert.equal(res.status, 200);
+      assert.match(res.headers.get("content-type"), /application\/json/);
+      text = await res.text();
+      const status = JSON.parse(text);
+      assert.equal(status.origin, engine.origin);
+      return status.bots.find((b) => b.id === fake.info.bots[0].user_id &&
+                                     b.state === "ready");
+    });
+    assert.equal(typeof bot.heartbeat_rtt_ms, "number");
+    for (const b of fake.info.bots) assert.ok(!text.includes(b.token));
+    await client.close();
+  });
+
   test("REST is forwarded with Discord's status, headers and body", async () => {
     const client = new GatewayClient(wsOrigin(), token(1)).identify();
     await waitFor("READY", () => client.dispatches("READY")[0]);
