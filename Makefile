@@ -6,11 +6,12 @@
 #   make demo     the embedded demo: fake Discord, slow model, 5 bots
 #   make check    style: clang-format over the C sources
 #   make package  the OpenClaw plugin tarball
+#   make fuzz     the journal loader under libFuzzer, FUZZ_SECONDS long
 
 BUILD   ?= build
 LIB     := $(BUILD)/libheartline.so
 CC      ?= cc
-PKGS    := libwebsockets libcjson libcurl openssl
+PKGS    := libwebsockets libcjson libcurl openssl zlib
 CFLAGS  ?= -O2 -g
 WARN    := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -28,7 +29,8 @@ NODE_ENV := . scripts/env.sh &&
 
 all: $(LIB) $(BUILD)/heartline
 
-$(BUILD)/obj/%.o: plugin/%.c plugin/internal.h include/heartline.h
+$(BUILD)/obj/%.o: plugin/%.c plugin/internal.h plugin/journal.h \
+		include/heartline.h
 	@mkdir -p $(@D)
 	$(CC) $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -Iinclude \
 		$(PKG_CFLAGS) -c $< -o $@
@@ -37,13 +39,15 @@ $(LIB): $(OBJS)
 	$(CC) -shared -Wl,-z,defs -o $@ $(OBJS) $(PKG_LIBS) -lpthread
 
 # The same engine built with sanitizers, linked into the C tests.
-$(BUILD)/asan/%.o: plugin/%.c plugin/internal.h include/heartline.h
+$(BUILD)/asan/%.o: plugin/%.c plugin/internal.h plugin/journal.h \
+		include/heartline.h
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -O1 -g $(SANITIZE) -Iinclude $(PKG_CFLAGS) -c $< -o $@
 
 include host-shim/host-shim.mk
 include tests/tests.mk
 include scripts/demo.mk
+include tests/fuzz/fuzz.mk
 
 deps:
 	bash scripts/deps.sh
