@@ -110,10 +110,18 @@ function configKey(libPath, config) {
   return JSON.stringify([libPath, sorted]);
 }
 
-function engineConfig(pluginConfig, hostKeys) {
-  const config = { ...(pluginConfig ?? {}) };
+// The engine's configuration: the plugin's, less the keys only this shim
+// reads, with the reply journal under OpenClaw's state directory unless
+// the operator chose another place.
+function engineConfig(api, hostKeys) {
+  const config = { ...(api.pluginConfig ?? {}) };
   for (const key of hostKeys)
     delete config[key];
+  if (config.state_dir === undefined) {
+    const stateDir = api.runtime?.state?.resolveStateDir?.();
+    if (typeof stateDir === 'string' && stateDir)
+      config.state_dir = path.join(stateDir, PLUGIN_ID);
+  }
   return config;
 }
 
@@ -261,7 +269,7 @@ function stopEngine(state) {
 // it. Returns the engine, or throws with a message for the operator.
 function ensureEngine(state, api, meta) {
   const libPath = resolveLibrary(api.rootDir, api.pluginConfig);
-  const config = engineConfig(api.pluginConfig, meta.hostKeys);
+  const config = engineConfig(api, meta.hostKeys);
   const key = configKey(libPath, config);
 
   if (state.engine?.key === key) {

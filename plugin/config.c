@@ -33,6 +33,7 @@ static const struct field fields[] = {
 	FIELD("cdn_base", F_URL, cdn_base, 0, 0),
 	FIELD("media_base", F_URL, media_base, 0, 0),
 	FIELD("ca_file", F_STRING, ca_file, 0, 0),
+	FIELD("state_dir", F_STRING, state_dir, 0, 0),
 	FIELD("replay_buffer", F_INT, replay_buffer, 16, 1000000),
 	FIELD("log_level", F_LEVEL, log_level, 0, 0),
 	FIELD("identify_interval_ms", F_INT, identify_interval_ms, 0, 600000),
@@ -186,5 +187,6 @@ void hl_config_free(hl_config *cfg)
 	free(cfg->cdn_base);
 	free(cfg->media_base);
 	free(cfg->ca_file);
+	free(cfg->state_dir);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -23,7 +23,25 @@ static int same_token(const hl_bot *a, const hl_bot *b)
 	return strcmp(a->token, b->token) == 0;
 }
 
-/* How long until this bot may send IDENTIFY; 0 means now. */
+/* A bot on its way to an IDENTIFY (not a RESUME) that has not sent it. */
+static int about_to_identify(const hl_bot *o)
+{
+	switch (o->up_state) {
+	case UP_PREPARING:
+	case UP_CONNECTING:
+	case UP_HELLO:
+	case UP_IDENTIFYING:
+		return o->session_id[0] == '\0';
+	default:
+		return 0;
+	}
+}
+
+/*
+ * How long until this bot may send IDENTIFY; 0 means now. Within a
+ * bucket the shards go in order: a lower shard of the token still on its
+ * way to an IDENTIFY goes first, whichever connection was quicker.
+ */
 int64_t hl_coord_identify_wait(hl_bot *bot)
 {
 	hl_engine *eng = bot->eng;
@@ -34,8 +52,16 @@ int64_t hl_coord_identify_wait(hl_bot *bot)
 	for (o = eng->bots; o; o = o->next) {
 		int64_t free_at;
 
-		if (o->last_identify_ms == 0 || !same_token(o, bot) ||
+		if (o == bot || !same_token(o, bot) ||
 		    o->shard[0] % mc != bot->shard[0] % mc)
+			continue;
+		if (o->shard[0] < bot->shard[0] && about_to_identify(o)) {
+			free_at = now + eng->cfg.identify_interval_ms;
+			if (free_at > next)
+				next = free_at;
+			continue;
+		}
+		if (o->last_identify_ms == 0)
 			continue;
 		free_at = o->last_identify_ms + eng->cfg.identify_interval_ms;
 		if (free_at > next)

@@ -214,6 +214,7 @@ static void on_identify(hl_down *down, cJSON *d)
 		return;
 	}
 	bind_down(bot, down);
+	hl_reply_resend(eng, bot->token);
 	hl_logf(eng->log, HL_INFO, "downstream identify bot=%s joined=%d",
 	        bot->token_hash, bot->ready_d != NULL);
 	if (bot->ready_d == NULL || bot->ds_seq == 0)

@@ -56,6 +56,7 @@ static void engine_free(hl_engine *eng)
 
 		eng->https = h->next;
 		hl_job_free(h->parked);
+		hl_job_free(h->held);
 		free(h->path);
 		curl_slist_free_all(h->headers);
 		hl_buf_free(&h->body);
@@ -67,6 +68,7 @@ static void engine_free(hl_engine *eng)
 		close(eng->adopt_fds[--eng->nadopt]);
 	pthread_mutex_destroy(&eng->adopt_lock);
 	hl_mailbox_destroy(&eng->results);
+	hl_jscan_free(&eng->recovered);
 	pthread_mutex_destroy(&eng->status_lock);
 	free(eng->status_json);
 	hl_log_free(eng->log);
@@ -107,6 +109,11 @@ HL_EXPORT hl_engine *hl_start(const char *config_json, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
+	if (eng->cfg.state_dir) {
+		eng->disk = hl_disk_start(eng, err, errlen);
+		if (eng->disk == NULL)
+			goto fail;
+	}
 	eng->front = hl_front_bind(eng, eng->cfg.listen_port, err, errlen);
 	if (eng->front == NULL)
 		goto fail;
@@ -133,6 +140,7 @@ fail_rest:
 fail_front:
 	hl_front_stop(eng->front);
 fail:
+	hl_disk_stop(eng->disk);
 	engine_free(eng);
 	return NULL;
 }
@@ -147,6 +155,7 @@ HL_EXPORT void hl_stop(hl_engine *eng)
 	 */
 	hl_front_stop(eng->front);
 	hl_net_stop(eng);
+	hl_disk_stop(eng->disk);
 	hl_rest_stop(eng->rest);
 	hl_net_destroy(eng);
 	engine_free(eng);

@@ -179,6 +179,7 @@ static void owner_of_request(hl_engine *eng, hl_http *h)
 	}
 	h->bot = bot;
 	h->limiter = hl_limiter_for(eng, token);
+	hl_reply_resend(eng, token);
 	memset(auth, 0, sizeof(auth));
 }
 
@@ -197,6 +198,7 @@ void hl_http_forget(hl_engine *eng, hl_http *h)
 	curl_slist_free_all(h->headers);
 	hl_buf_free(&h->body);
 	hl_job_free(h->answer);
+	hl_job_free(h->held);
 	hl_buf_free(&h->out);
 	free(h);
 }
@@ -274,6 +276,8 @@ static void submit(hl_engine *eng, hl_http *h)
 	eng->rest_requests++;
 	if (for_cdn)
 		h->limiter = NULL;
+	if (hl_reply_hold(eng, h, job))
+		return; /* goes out once the journal has it */
 	hl_limit_submit(eng, h, job);
 }
 
@@ -418,15 +422,27 @@ void hl_http_on_answer(hl_engine *eng, hl_job *job)
 		if (h->id == job->id)
 			break;
 	}
-	if (h == NULL || h->wsi == NULL) {
+	if (h == NULL) {
+		hl_job_free(job);
+		return;
+	}
+	if (h->wsi == NULL && h->jid == 0) {
 		/* The host gave up on this request; nothing to answer. */
-		if (h)
-			hl_http_forget(eng, h);
+		hl_http_forget(eng, h);
 		hl_job_free(job);
 		return;
 	}
 	if (hl_limit_on_answer(eng, h, job))
 		return; /* sent again once the limit passes */
+	if (hl_reply_settle(eng, h, job))
+		return; /* a journaled reply, tried again later */
+	if (h->wsi == NULL) {
+		/* Delivered for a host that is gone, or one of a past run. */
+		count_figures(h, job);
+		hl_http_forget(eng, h);
+		hl_job_free(job);
+		return;
+	}
 	if (job->status == 0) {
 		eng->rest_errors++;
 		hl_logf(eng->log, HL_WARN, "rest %s %s failed error=\"%s\"",

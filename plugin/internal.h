@@ -20,6 +20,7 @@
 #include <libwebsockets.h>
 
 #include "heartline.h"
+#include "journal.h"
 
 #define HL_VERSION "0.1.0"
 #define HL_API_PREFIX "/api/v10"
@@ -33,6 +34,7 @@ int64_t hl_now_ms(void);  /* wall clock, ms since the epoch */
 int64_t hl_mono_ms(void); /* monotonic clock, ms */
 double hl_random(void);   /* uniform in [0, 1) */
 void hl_token_hash(const char *token, char out[9]);
+void hl_token_key(const char *token, char out[65]);
 void hl_random_hex(char *out, size_t nbytes);
 
 /* A growable byte buffer. */
@@ -69,6 +71,7 @@ typedef struct hl_config {
 	char *cdn_base;    /* upstream for cdn.discordapp.com */
 	char *media_base;  /* upstream for media.discordapp.net */
 	char *ca_file;     /* extra CA bundle for TLS, or NULL */
+	char *state_dir;   /* the reply journal's directory, or NULL */
 	int replay_buffer; /* dispatches kept per bot for RESUME */
 	enum hl_level log_level;
 	int identify_interval_ms;
@@ -123,6 +126,8 @@ enum hl_job_kind {
 	HL_JOB_FORWARD, /* a downstream HTTP request sent upstream */
 	HL_JOB_GATEWAY, /* look up the gateway URL and resolve its host */
 	HL_JOB_TYPING,  /* refresh a typing indicator */
+	HL_JOB_JOURNAL, /* disk: make a reply durable, answered when synced */
+	HL_JOB_JOURNAL_DONE, /* disk: Discord has the reply; no answer */
 	HL_JOB_QUIT
 };
 
@@ -153,6 +158,11 @@ typedef struct hl_job {
 	int starts_remaining;
 	int starts_total;
 	int64_t starts_reset_ms;
+
+	/* HL_JOB_JOURNAL, HL_JOB_JOURNAL_DONE */
+	hl_jentry *entry; /* the reply to make durable; its id once added */
+	uint64_t jid;     /* the entry delivered */
+	int jerr;         /* 0, or the negative errno of a failed write */
 } hl_job;
 
 void hl_job_free(hl_job *job);
@@ -169,11 +179,17 @@ void hl_mailbox_put(hl_mailbox *mb, hl_job *job);
 hl_job *hl_mailbox_take_all(hl_mailbox *mb);
 
 typedef struct hl_rest hl_rest;
+typedef struct hl_disk hl_disk;
 
 hl_rest *hl_rest_start(struct hl_engine *eng, char *err, size_t errlen);
 void hl_rest_submit(hl_rest *rest, hl_job *job);
 void hl_rest_stop(hl_rest *rest);
 struct curl_slist *hl_auth_headers(const char *token);
+
+/* disk.c */
+hl_disk *hl_disk_start(struct hl_engine *eng, char *err, size_t errlen);
+void hl_disk_submit(hl_disk *disk, hl_job *job);
+void hl_disk_stop(hl_disk *disk);
 
 /* ---- bots and connections (net thread only) ------------------------ */
 
@@ -308,6 +324,9 @@ typedef struct hl_http {
 	int counted;         /* in its bucket's in-flight count */
 	lws_sorted_usec_list_t wait;
 	int retries;
+	hl_job *held; /* a reply waiting for the journal's sync */
+	uint64_t jid; /* its journal entry, once durable, else 0 */
+	int attempts; /* deliveries of a journaled reply that failed */
 } hl_http;
 
 struct hl_engine {
@@ -332,7 +351,9 @@ struct hl_engine {
 	int net_done;
 
 	hl_rest *rest;
-	hl_mailbox results; /* rest -> net */
+	hl_disk *disk;      /* NULL when no state_dir is configured */
+	hl_mailbox results; /* rest, disk -> net */
+	hl_jscan recovered; /* journal entries from an earlier run, unsent */
 
 	/* net thread world */
 	hl_bot *bots;
@@ -398,6 +419,12 @@ int hl_http_callback(struct lws *wsi, enum lws_callback_reasons reason,
 void hl_http_on_answer(hl_engine *eng, hl_job *job);
 void hl_http_forget(hl_engine *eng, hl_http *h);
 
+/* reply.c */
+int hl_reply_hold(hl_engine *eng, hl_http *h, hl_job *job);
+void hl_reply_on_journaled(hl_engine *eng, hl_job *done);
+int hl_reply_settle(hl_engine *eng, hl_http *h, hl_job *job);
+void hl_reply_resend(hl_engine *eng, const char *token);
+
 /* ratelimit.c */
 hl_limiter *hl_limiter_for(hl_engine *eng, const char *token);
 void hl_limiters_free(hl_engine *eng);
@@ -406,6 +433,8 @@ void hl_route_of(const char *method, const char *path, char *key, size_t keylen,
 void hl_limit_submit(hl_engine *eng, hl_http *h, hl_job *job);
 int hl_limit_on_answer(hl_engine *eng, hl_http *h, hl_job *job);
 void hl_limit_cancel(hl_http *h);
+void hl_limit_retry(hl_engine *eng, hl_http *h, hl_job *job, int64_t ms);
+const char *hl_limiter_token(const hl_limiter *l);
 void hl_limit_status(hl_engine *eng, const char *token, cJSON *o);
 int hl_invalid_recent(hl_engine *eng);
 

@@ -33,6 +33,8 @@ static void drain_results(hl_engine *eng)
 		job->next = NULL;
 		if (job->kind == HL_JOB_FORWARD) {
 			hl_http_on_answer(eng, job);
+		} else if (job->kind == HL_JOB_JOURNAL) {
+			hl_reply_on_journaled(eng, job);
 		} else if (job->kind == HL_JOB_TYPING) {
 			hl_typing_on_answer(eng, job);
 			hl_job_free(job);

@@ -332,7 +332,7 @@ static void wake(lws_sorted_usec_list_t *sul)
 
 	h->parked = NULL;
 	h->limiter->waiting--;
-	if (h->wsi == NULL) {
+	if (h->wsi == NULL && h->jid == 0) {
 		/* The host is gone: drop the request rather than send it. */
 		hl_job_free(job);
 		hl_http_forget(eng, h);
@@ -368,6 +368,26 @@ void hl_limit_submit(hl_engine *eng, hl_http *h, hl_job *job)
 		park(eng, h, job, w);
 	else
 		send_now(eng, h, job, now);
+}
+
+const char *hl_limiter_token(const hl_limiter *l)
+{
+	return l->token;
+}
+
+/* Sends the request again after ms, the same bytes, through the limits. */
+void hl_limit_retry(hl_engine *eng, hl_http *h, hl_job *job, int64_t ms)
+{
+	job->status = 0;
+	job->resp_headers.len = 0;
+	job->resp_body.len = 0;
+	if (h->limiter == NULL) {
+		/* No limits to wait on (no token): straight out again. */
+		eng->rest_in_flight++;
+		hl_rest_submit(eng->rest, job);
+		return;
+	}
+	park(eng, h, job, ms);
 }
 
 void hl_limit_cancel(hl_http *h)
@@ -500,10 +520,7 @@ int hl_limit_on_answer(hl_engine *eng, hl_http *h, hl_job *job)
 	if (h->retries >= RETRIES_MAX || !safe_to_repeat(h, job))
 		return 0;
 	h->retries++;
-	job->status = 0;
-	job->resp_headers.len = 0;
-	job->resp_body.len = 0;
-	park(eng, h, job, wait);
+	hl_limit_retry(eng, h, job, wait);
 	return 1;
 }
 

@@ -87,6 +87,8 @@ void hl_job_free(hl_job *job)
 	hl_buf_free(&job->resp_headers);
 	hl_buf_free(&job->resp_body);
 	free(job->gateway_url);
+	if (job->entry)
+		hl_jentry_free(job->entry);
 	free(job);
 }
 

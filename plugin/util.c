@@ -48,6 +48,17 @@ double hl_random(void)
 	       (double)(1ULL << 53);
 }
 
+/* SHA-256(token) in hex: keys what is kept on disk for a bot. */
+void hl_token_key(const char *token, char out[65])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0, i;
+
+	EVP_Digest(token, strlen(token), md, &mdlen, EVP_sha256(), NULL);
+	for (i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
 /* The first 4 bytes of SHA-256(token) in hex: names a bot in logs. */
 void hl_token_hash(const char *token, char out[9])
 {

@@ -103,6 +103,7 @@ export async function startFake(opts = {}) {
     dropAll: () => control("POST", "/drop-all"),
     rateLimit: (rule) => control("POST", "/ratelimit", rule),
     clearRateLimits: () => control("DELETE", "/ratelimit"),
+    fault: (rule) => control("POST", "/fault", rule),
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) {
         process.kill(proc.pid, "SIGTERM");

@@ -7,8 +7,9 @@ import { INTENT } from "./gateway.mjs";
 import { ApiError, parseJson, readBody, sendJson } from "./http-util.mjs";
 
 export class Control {
-  constructor({ world, record, gateway, limiter }) {
+  constructor({ world, record, gateway, limiter, rest }) {
     this.world = world;
+    this.rest = rest;
     this.record = record;
     this.gateway = gateway;
     this.limiter = limiter;
@@ -20,6 +21,7 @@ export class Control {
       ["POST", /^\/drop-all$/, () => ({ dropped: this.gateway.dropAll() })],
       ["POST", /^\/ratelimit$/, (body) => this.addRateLimit(body)],
       ["DELETE", /^\/ratelimit$/, () => this.clearRateLimits()],
+      ["POST", /^\/fault$/, (body) => this.rest.addFault(body)],
       ["POST", /^\/bots\/(\d+)\/dm$/, (body, bot) => this.dm(bot, body)],
       ["POST", /^\/bots\/(\d+)\/dispatch$/, (body, bot) => this.dispatch(bot, body)],
       ["POST", /^\/bots\/(\d+)\/op$/, (body, bot) => this.op(bot, body)],

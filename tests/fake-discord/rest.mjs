@@ -48,6 +48,7 @@ export class Rest {
     this.limiter = limiter;
     this.ports = ports;
     this.nonces = new Map();
+    this.faults = [];
     this.reactors = new Map();
     this.routes = this.routeTable().map(([method, path, handler, opts = {}]) => ({
       method, path, pattern: compile(path), handler: handler.bind(this),
@@ -129,13 +130,42 @@ export class Rest {
     this.record.add("requests", entry);
   }
 
+  // The next rule.count requests on rule.route wait rule.delay_ms, then
+  // fail with rule.status; with rule.after they do their work first. A
+  // status of null only delays them.
+  addFault({ route, count = 1, status = 500, after = false, delay_ms = 0 }) {
+    if (typeof route !== "string") throw new ApiError(400, 0, "fault: route needed");
+    this.faults.push({ route, count, status, after, delayMs: delay_ms });
+    return { ok: true, pending: this.faults.length };
+  }
+
+  takeFault(route) {
+    const fault = this.faults.find((f) => f.route === route && f.count > 0);
+    if (!fault) return null;
+    if (--fault.count === 0) this.faults.splice(this.faults.indexOf(fault), 1);
+    return fault;
+  }
+
   async answer(req, url, path, scheme, entry) {
     const raw = await readBody(req);
     const found = this.match(req.method, path);
     if (!found) throw new ApiError(404, 0, "404: Not Found");
     const { route, params } = found;
     entry.route = `${route.method} ${route.path}`;
+    const fault = this.takeFault(entry.route);
+    if (fault) {
+      if (fault.status !== null) entry.fault = fault.status;
+      if (fault.delayMs) await new Promise((r) => setTimeout(r, fault.delayMs));
+      if (fault.status === null) return this.work(req, url, path, route, params, scheme, raw, entry);
+      if (!fault.after) throw new ApiError(fault.status, 0, `${fault.status}: injected fault`);
+      if (route.auth) entry.bot = this.authenticate(req).index;
+      await this.work(req, url, path, route, params, scheme, raw, entry).catch(() => {});
+      throw new ApiError(fault.status, 0, `${fault.status}: injected fault`);
+    }
+    return this.work(req, url, path, route, params, scheme, raw, entry);
+  }
 
+  async work(req, url, path, route, params, scheme, raw, entry) {
     const bot = route.auth ? this.authenticate(req) : null;
     entry.bot = bot?.index ?? null;
     entry.user_id = bot?.user.id ?? null;

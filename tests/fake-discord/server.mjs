@@ -47,7 +47,11 @@
 // POST /_fake/bots/:i/dispatch {t, d}, POST /_fake/bots/:i/op {op, d?},
 // POST /_fake/bots/:i/close {code}, POST /_fake/bots/:i/zombie {on},
 // POST /_fake/bots/:i/drop, POST /_fake/drop-all, POST /_fake/ratelimit
-// {route, count, retry_after, global, scope, bot?}, DELETE /_fake/ratelimit.
+// {route, count, retry_after, global, scope, bot?}, DELETE /_fake/ratelimit,
+// POST /_fake/fault {route, count, status, after, delay_ms}: the next count
+// requests on route wait delay_ms, then fail with status (500), after
+// doing their work when `after` is true (a reply lost on the way back);
+// status null: only the delay.
 
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
@@ -143,7 +147,7 @@ async function main() {
   });
   const ports = { http: 0, https: 0 };
   const rest = new Rest({ world, record, gateway, limiter, ports });
-  const control = new Control({ world, record, gateway, limiter });
+  const control = new Control({ world, record, gateway, limiter, rest });
   const parts = { rest, control, world, record };
 
   const serve = (scheme) => (req, res) => {
