@@ -1,36 +1,67 @@
 /*
  * disk.c - the disk thread: it owns the reply journal.
  *
- * The net thread hands it two kinds of job. HL_JOB_JOURNAL carries a
+ * The net thread hands it three kinds of job. HL_JOB_JOURNAL carries a
  * reply to make durable; it comes back through the engine's results
  * mailbox once the entry is synced, or with the error that kept it from
  * disk. HL_JOB_JOURNAL_DONE says Discord has a reply; nothing comes back.
- * The thread takes every queued job at once, appends them all and syncs
- * once, so a burst of replies costs one fsync rather than one each.
+ * HL_JOB_SESSION replaces a session checkpoint (session.c); only the
+ * newest of a batch for one file is written. The thread takes every
+ * queued job at once, appends them all and syncs once, so a burst of
+ * replies costs one fsync rather than one each.
  *
  * The journal is opened on the host's thread in hl_start(), before this
  * thread exists, so a bad state directory is a start error and the
  * entries an earlier run left unsent are known from the first moment.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
 struct hl_disk {
 	hl_engine *eng;
 	hl_journal *journal;
+	int dirfd; /* the state directory, for session checkpoints */
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	hl_job *head;
 	hl_job *tail;
 	int quit;
-	int running; /* the thread was started */
-	int failing; /* the last write failed: said once until one works */
+	int running;      /* the thread was started */
+	int failing;      /* the last write failed: said once until one works */
+	int ckpt_failing; /* the same, for session checkpoints */
 };
+
+/* A later job of the batch replaces the same checkpoint file. */
+static int superseded(const hl_job *job)
+{
+	const hl_job *later;
+
+	for (later = job->next; later; later = later->next) {
+		if (later->kind == HL_JOB_SESSION &&
+		    strcmp(later->file, job->file) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static void write_checkpoint(hl_disk *disk, const hl_job *job)
+{
+	int rc = superseded(job) ? 0 : hl_session_write(disk->dirfd, job);
+
+	if (rc != 0 && !disk->ckpt_failing)
+		hl_logf(disk->eng->log, HL_ERROR,
+		        "session checkpoint write failed error=\"%s\"; a "
+		        "restart may have to IDENTIFY",
+		        strerror(-rc));
+	disk->ckpt_failing = rc != 0;
+}
 
 /* Waits for jobs; returns all of them, or NULL when told to quit. */
 static hl_job *take_jobs(hl_disk *disk)
@@ -72,6 +103,8 @@ static void run_batch(hl_disk *disk, hl_job *jobs)
 			added += job->jerr == 0;
 			if (job->jerr)
 				note_result(disk, job->jerr);
+		} else if (job->kind == HL_JOB_SESSION) {
+			write_checkpoint(disk, job);
 		} else {
 			hl_journal_done(disk->journal, job->jid);
 		}
@@ -123,6 +156,7 @@ hl_disk *hl_disk_start(hl_engine *eng, char *err, size_t errlen)
 		return NULL;
 	}
 	disk->eng = eng;
+	disk->dirfd = -1;
 	disk->journal = hl_journal_open(eng->cfg.state_dir, &eng->recovered,
 	                                why, sizeof(why));
 	if (disk->journal == NULL) {
@@ -130,6 +164,16 @@ hl_disk *hl_disk_start(hl_engine *eng, char *err, size_t errlen)
 		free(disk);
 		return NULL;
 	}
+	disk->dirfd =
+	        open(eng->cfg.state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (disk->dirfd < 0) {
+		snprintf(err, errlen, "config: state_dir: %s: %s",
+		         eng->cfg.state_dir, strerror(errno));
+		hl_journal_close(disk->journal);
+		free(disk);
+		return NULL;
+	}
+	hl_sessions_load(eng);
 	if (eng->recovered.damaged)
 		hl_logf(eng->log, HL_WARN,
 		        "journal damaged dir=%s stretches=%d bytes_dropped=%zu "
@@ -179,6 +223,8 @@ void hl_disk_stop(hl_disk *disk)
 		pthread_join(disk->thread, NULL);
 	}
 	hl_journal_close(disk->journal);
+	if (disk->dirfd >= 0)
+		close(disk->dirfd);
 	pthread_cond_destroy(&disk->wake);
 	pthread_mutex_destroy(&disk->lock);
 	free(disk);

@@ -144,8 +144,11 @@ static void replay_after(hl_bot *bot, hl_down *down, int64_t seq)
 	}
 }
 
-/* A fresh session for a host that joins a running upstream session. */
-static void session_restart(hl_bot *bot)
+/*
+ * A fresh session for a host that joins a running upstream session, or
+ * one restored from a checkpoint: READY and the guilds we kept.
+ */
+void hl_down_session_start(hl_bot *bot)
 {
 	cJSON *ready = cJSON_Parse(bot->ready_d), *g;
 
@@ -207,6 +210,7 @@ static void on_identify(hl_down *down, cJSON *d)
 		}
 		hl_logf(eng->log, HL_INFO, "new bot bot=%s shard=%d/%d",
 		        bot->token_hash, shard[0], shard[1]);
+		hl_session_restore(bot);
 		hl_up_start(bot);
 	}
 	if (bot->up_state == UP_FATAL) {
@@ -220,7 +224,7 @@ static void on_identify(hl_down *down, cJSON *d)
 	if (bot->ready_d == NULL || bot->ds_seq == 0)
 		return; /* READY goes out when the upstream session is up */
 	if (bot->ds_bound || !hl_replay_covers(&bot->replay, 0))
-		session_restart(bot);
+		hl_down_session_start(bot);
 	else
 		replay_after(bot, down, 0);
 	bot->ds_bound = 1;

@@ -69,6 +69,7 @@ static void engine_free(hl_engine *eng)
 	pthread_mutex_destroy(&eng->adopt_lock);
 	hl_mailbox_destroy(&eng->results);
 	hl_jscan_free(&eng->recovered);
+	cJSON_Delete(eng->saved);
 	pthread_mutex_destroy(&eng->status_lock);
 	free(eng->status_json);
 	hl_log_free(eng->log);

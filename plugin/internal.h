@@ -128,6 +128,7 @@ enum hl_job_kind {
 	HL_JOB_TYPING,  /* refresh a typing indicator */
 	HL_JOB_JOURNAL, /* disk: make a reply durable, answered when synced */
 	HL_JOB_JOURNAL_DONE, /* disk: Discord has the reply; no answer */
+	HL_JOB_SESSION,      /* disk: write (or remove) a session checkpoint */
 	HL_JOB_QUIT
 };
 
@@ -163,6 +164,10 @@ typedef struct hl_job {
 	hl_jentry *entry; /* the reply to make durable; its id once added */
 	uint64_t jid;     /* the entry delivered */
 	int jerr;         /* 0, or the negative errno of a failed write */
+
+	/* HL_JOB_SESSION: the file under the state dir; body is its text,
+	 * empty to remove it */
+	char *file;
 } hl_job;
 
 void hl_job_free(hl_job *job);
@@ -265,6 +270,13 @@ typedef struct hl_bot {
 	int fatal_code;
 	int identify_pending; /* waiting for an IDENTIFY slot */
 
+	/* checkpoint (session.c) */
+	int restoring;       /* RESUMEing a session of an earlier run */
+	cJSON *held;         /* dispatches that came before its RESUMED */
+	int64_t saved_seq;   /* sequence in the last checkpoint */
+	int64_t saved_at_ms; /* mono ms of the last checkpoint */
+	int session_changed; /* READY or guilds changed since then */
+
 	/* downstream session, the host's view of this bot */
 	char ds_session[33];
 	int64_t ds_seq;
@@ -354,6 +366,7 @@ struct hl_engine {
 	hl_disk *disk;      /* NULL when no state_dir is configured */
 	hl_mailbox results; /* rest, disk -> net */
 	hl_jscan recovered; /* journal entries from an earlier run, unsent */
+	cJSON *saved;       /* session checkpoints not yet claimed by a bot */
 
 	/* net thread world */
 	hl_bot *bots;
@@ -409,6 +422,7 @@ int hl_down_callback(struct lws *wsi, enum lws_callback_reasons reason,
                      void *user, void *in, size_t len);
 void hl_down_dispatch(hl_bot *bot, const char *t, cJSON *d);
 void hl_down_session_new(hl_bot *bot);
+void hl_down_session_start(hl_bot *bot);
 void hl_down_invalidate(hl_bot *bot);
 void hl_down_fatal(hl_bot *bot, int code);
 void hl_down_send(hl_down *down, const char *payload, size_t len);
@@ -418,6 +432,16 @@ int hl_http_callback(struct lws *wsi, enum lws_callback_reasons reason,
                      void *user, void *in, size_t len);
 void hl_http_on_answer(hl_engine *eng, hl_job *job);
 void hl_http_forget(hl_engine *eng, hl_http *h);
+
+/* session.c */
+void hl_sessions_load(hl_engine *eng);
+int hl_session_restore(hl_bot *bot);
+void hl_session_hold(hl_bot *bot, cJSON *msg);
+cJSON *hl_session_confirmed(hl_bot *bot);
+void hl_session_abandon(hl_bot *bot);
+void hl_session_checkpoint(hl_engine *eng, int final);
+void hl_session_forget(hl_bot *bot);
+int hl_session_write(int dirfd, const hl_job *job);
 
 /* reply.c */
 int hl_reply_hold(hl_engine *eng, hl_http *h, hl_job *job);

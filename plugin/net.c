@@ -141,6 +141,7 @@ static void status_tick(lws_sorted_usec_list_t *sul)
 	        lws_container_of(sul, struct status_timer, sul);
 
 	hl_status_refresh(st->eng);
+	hl_session_checkpoint(st->eng, 0);
 	lws_sul_schedule(st->eng->lws, 0, sul, status_tick, STATUS_PERIOD_US);
 }
 
@@ -180,6 +181,7 @@ static void *net_main(void *arg)
 	while (upstreams_open(eng) && hl_mono_ms() < deadline)
 		lws_service(eng->lws, 0);
 	lws_sul_cancel(&status.sul);
+	hl_session_checkpoint(eng, 1);
 	hl_status_refresh(eng);
 	return NULL;
 }

@@ -87,6 +87,7 @@ void hl_job_free(hl_job *job)
 	hl_buf_free(&job->resp_headers);
 	hl_buf_free(&job->resp_body);
 	free(job->gateway_url);
+	free(job->file);
 	if (job->entry)
 		hl_jentry_free(job->entry);
 	free(job);

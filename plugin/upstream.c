@@ -122,6 +122,7 @@ void hl_bot_free(hl_bot *bot)
 	hl_replay_free(&bot->replay);
 	free(bot->ready_d);
 	cJSON_Delete(bot->guilds);
+	cJSON_Delete(bot->held);
 	free(bot);
 }
 
@@ -510,6 +511,13 @@ static void lose_session(hl_bot *bot, const char *why)
 	bot->up_seq = 0;
 	free(bot->resume_url);
 	bot->resume_url = NULL;
+	hl_session_forget(bot);
+	if (bot->restoring) {
+		/* The host has seen nothing of it yet: it just waits for
+		 * the READY of the IDENTIFY that comes next. */
+		hl_session_abandon(bot);
+		return;
+	}
 	hl_down_invalidate(bot);
 }
 
@@ -533,6 +541,9 @@ static void on_ready(hl_bot *bot, cJSON *d)
 	bot->ready_d = cJSON_PrintUnformatted(d);
 	cJSON_Delete(bot->guilds);
 	bot->guilds = cJSON_CreateObject();
+	if (bot->restoring)
+		hl_session_abandon(bot);
+	bot->session_changed = 1;
 	bot->up_state = UP_READY;
 	bot->ready_since_ms = hl_mono_ms();
 	hl_logf(bot->eng->log, HL_INFO, "upstream ready bot=%s user=%s",
@@ -552,15 +563,30 @@ static void track_guild(hl_bot *bot, const char *t, cJSON *d)
 		                                        id->valuestring);
 		cJSON_AddItemToObject(bot->guilds, id->valuestring,
 		                      cJSON_Duplicate(d, 1));
+		bot->session_changed = 1;
 	} else if (strcmp(t, "GUILD_DELETE") == 0) {
 		cJSON_DeleteItemFromObjectCaseSensitive(bot->guilds,
 		                                        id->valuestring);
+		bot->session_changed = 1;
 	}
 	/*
 	 * XXX: later guild events (channels, roles, members) are not folded
 	 * into the snapshot, so a host that joins a running session sees
 	 * guild state as of the last GUILD_CREATE.
 	 */
+}
+
+static void on_dispatch(hl_bot *bot, cJSON *msg, int has_cdn);
+
+/* Sends the dispatches held while a restored session was confirmed. */
+static void forward_held(hl_bot *bot, cJSON *held)
+{
+	cJSON *msg;
+
+	cJSON_ArrayForEach (msg, held) {
+		on_dispatch(bot, msg, 1);
+	}
+	cJSON_Delete(held);
 }
 
 static void on_dispatch(hl_bot *bot, cJSON *msg, int has_cdn)
@@ -582,7 +608,13 @@ static void on_dispatch(hl_bot *bot, cJSON *msg, int has_cdn)
 		hl_logf(bot->eng->log, HL_INFO,
 		        "upstream resumed bot=%s seq=%lld", bot->token_hash,
 		        (long long)bot->up_seq);
+		if (bot->restoring)
+			forward_held(bot, hl_session_confirmed(bot));
 		return; /* the host never saw this connection drop */
+	} else if (bot->restoring) {
+		/* Replayed for a session the host does not know yet. */
+		hl_session_hold(bot, msg);
+		return;
 	} else if (strncmp(t->valuestring, "GUILD_", 6) == 0) {
 		track_guild(bot, t->valuestring, d);
 	}

@@ -1,0 +1,397 @@
+/*
+ * session.c - upstream sessions that outlive the process hosting them.
+ *
+ * Each upstream session's id, sequence and resume URL, with the READY and
+ * the guild snapshots a fresh host needs, are checkpointed to
+ * STATE_DIR/session-KEY-SHARD-COUNT.json, KEY being the hex SHA-256 of
+ * the bot's token (never the token). When a restarted engine sees the
+ * host IDENTIFY with that token and shard, the bot starts from the
+ * checkpoint: it RESUMEs upstream instead of IDENTIFYing, and the host
+ * gets a READY and the guilds from the checkpoint once Discord confirms
+ * the session, then the events Discord replays. If Discord refuses, the
+ * bot IDENTIFYs and the host sees an ordinary start.
+ *
+ * Threads: hl_sessions_load runs on the host's thread inside hl_start,
+ * before the net thread exists; hl_session_write runs on the disk
+ * thread; everything else runs on the net thread, which builds the
+ * snapshot text and hands it to the disk thread for the crash-safe write
+ * (temp file, fsync, rename, fsync of the directory).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define FORMAT_VERSION 1
+#define SAVE_EVERY_MS 1000
+/* Discord keeps a session resumable for minutes, not hours; an older
+ * checkpoint is not worth a RESUME that will be refused. */
+#define MAX_AGE_MS (10 * 60 * 1000)
+#define MAX_FILE_BYTES (64 << 20)
+
+static void file_name(const char *key, const int shard[2], char *out,
+                      size_t outlen)
+{
+	snprintf(out, outlen, "session-%s-%d-%d.json", key, shard[0], shard[1]);
+}
+
+/* ---- loading (host thread, at start) ---------------------------------- */
+
+static char *read_small_file(int dirfd, const char *name, size_t *len)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	char *buf = NULL;
+	ssize_t n;
+
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &st) != 0 || st.st_size <= 0 ||
+	    st.st_size > MAX_FILE_BYTES)
+		goto out;
+	buf = malloc((size_t)st.st_size + 1);
+	if (buf == NULL)
+		goto out;
+	n = read(fd, buf, (size_t)st.st_size);
+	if (n != st.st_size) {
+		free(buf);
+		buf = NULL;
+		goto out;
+	}
+	buf[n] = '\0';
+	*len = (size_t)n;
+out:
+	close(fd);
+	return buf;
+}
+
+/* A checkpoint that has every field of the current format, or NULL. */
+static cJSON *parse_checkpoint(const char *text, size_t len)
+{
+	cJSON *c = cJSON_ParseWithLength(text, len);
+	cJSON *v = cJSON_GetObjectItemCaseSensitive(c, "v");
+	cJSON *key = cJSON_GetObjectItemCaseSensitive(c, "key");
+	cJSON *shard = cJSON_GetObjectItemCaseSensitive(c, "shard");
+
+	if (!cJSON_IsNumber(v) || v->valueint != FORMAT_VERSION ||
+	    !cJSON_IsString(key) || strlen(key->valuestring) != 64 ||
+	    !cJSON_IsArray(shard) || cJSON_GetArraySize(shard) != 2 ||
+	    !cJSON_IsString(
+	            cJSON_GetObjectItemCaseSensitive(c, "session_id")) ||
+	    !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(c, "seq")) ||
+	    !cJSON_IsString(
+	            cJSON_GetObjectItemCaseSensitive(c, "resume_url")) ||
+	    !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(c, "saved_ms")) ||
+	    !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(c, "ready")) ||
+	    !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(c, "guilds"))) {
+		cJSON_Delete(c);
+		return NULL;
+	}
+	return c;
+}
+
+/*
+ * Reads every session checkpoint under the state directory into
+ * eng->saved. A damaged or stale file is removed and said in the log;
+ * neither stops the engine.
+ */
+void hl_sessions_load(hl_engine *eng)
+{
+	DIR *d = opendir(eng->cfg.state_dir);
+	struct dirent *de;
+	int64_t now = hl_now_ms();
+	int kept = 0, dropped = 0;
+
+	eng->saved = cJSON_CreateArray();
+	if (d == NULL || eng->saved == NULL) {
+		if (d)
+			closedir(d);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		size_t len = 0;
+		char *text;
+		cJSON *c, *saved;
+
+		if (strncmp(de->d_name, "session-", 8) != 0 ||
+		    strstr(de->d_name, ".json") == NULL ||
+		    strstr(de->d_name, ".tmp") != NULL)
+			continue;
+		text = read_small_file(dirfd(d), de->d_name, &len);
+		c = text ? parse_checkpoint(text, len) : NULL;
+		free(text);
+		saved = cJSON_GetObjectItemCaseSensitive(c, "saved_ms");
+		if (c == NULL ||
+		    now - (int64_t)saved->valuedouble > MAX_AGE_MS) {
+			if (c == NULL)
+				hl_logf(eng->log, HL_WARN,
+				        "session checkpoint unreadable "
+				        "file=%s; "
+				        "removed",
+				        de->d_name);
+			cJSON_Delete(c);
+			unlinkat(dirfd(d), de->d_name, 0);
+			dropped++;
+			continue;
+		}
+		cJSON_AddItemToArray(eng->saved, c);
+		kept++;
+	}
+	closedir(d);
+	if (kept || dropped)
+		hl_logf(eng->log, HL_INFO,
+		        "session checkpoints loaded resumable=%d dropped=%d",
+		        kept, dropped);
+}
+
+/* ---- restoring (net thread) -------------------------------------------- */
+
+static int shard_is(cJSON *c, const int shard[2])
+{
+	cJSON *s = cJSON_GetObjectItemCaseSensitive(c, "shard");
+
+	return cJSON_GetArrayItem(s, 0)->valueint == shard[0] &&
+	       cJSON_GetArrayItem(s, 1)->valueint == shard[1];
+}
+
+static const char *str_of(cJSON *c, const char *name)
+{
+	return cJSON_GetObjectItemCaseSensitive(c, name)->valuestring;
+}
+
+/*
+ * Gives a new bot the session its token and shard had in an earlier run,
+ * if one was saved: the bot then RESUMEs, and holds what Discord sends
+ * until the RESUME is confirmed. Returns 1 when a session was restored.
+ */
+int hl_session_restore(hl_bot *bot)
+{
+	hl_engine *eng = bot->eng;
+	char key[65];
+	cJSON *c;
+	int i = 0;
+
+	if (eng->saved == NULL)
+		return 0;
+	hl_token_key(bot->token, key);
+	cJSON_ArrayForEach (c, eng->saved) {
+		if (strcmp(str_of(c, "key"), key) == 0 &&
+		    shard_is(c, bot->shard))
+			break;
+		i++;
+	}
+	memset(key, 0, sizeof(key));
+	if (c == NULL)
+		return 0;
+
+	snprintf(bot->session_id, sizeof(bot->session_id), "%s",
+	         str_of(c, "session_id"));
+	bot->up_seq = (int64_t)cJSON_GetObjectItemCaseSensitive(c, "seq")
+	                      ->valuedouble;
+	free(bot->resume_url);
+	bot->resume_url = strdup(str_of(c, "resume_url"));
+	free(bot->ready_d);
+	bot->ready_d = cJSON_PrintUnformatted(
+	        cJSON_GetObjectItemCaseSensitive(c, "ready"));
+	cJSON_Delete(bot->guilds);
+	bot->guilds = cJSON_DetachItemFromObjectCaseSensitive(c, "guilds");
+	if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(c, "user_id")))
+		snprintf(bot->user_id, sizeof(bot->user_id), "%s",
+		         str_of(c, "user_id"));
+	cJSON_Delete(cJSON_DetachItemFromArray(eng->saved, i));
+
+	if (bot->resume_url == NULL || bot->ready_d == NULL ||
+	    bot->guilds == NULL) {
+		hl_session_abandon(bot);
+		return 0;
+	}
+	bot->held = cJSON_CreateArray();
+	bot->restoring = 1;
+	bot->saved_seq = bot->up_seq;
+	hl_logf(eng->log, HL_INFO,
+	        "session restored from checkpoint bot=%s seq=%lld",
+	        bot->token_hash, (long long)bot->up_seq);
+	return 1;
+}
+
+/* Keeps a dispatch that arrived before the RESUME was confirmed. */
+void hl_session_hold(hl_bot *bot, cJSON *msg)
+{
+	cJSON_AddItemToArray(bot->held, cJSON_Duplicate(msg, 1));
+}
+
+/*
+ * Discord confirmed the restored session: the host gets its READY and
+ * guilds, then what was held, in order. Returns the held dispatches for
+ * the caller to forward; the caller frees them.
+ */
+cJSON *hl_session_confirmed(hl_bot *bot)
+{
+	cJSON *held = bot->held;
+
+	bot->held = NULL;
+	bot->restoring = 0;
+	hl_down_session_start(bot);
+	return held;
+}
+
+/* The restored session is gone: back to an ordinary IDENTIFY, unseen. */
+void hl_session_abandon(hl_bot *bot)
+{
+	cJSON_Delete(bot->held);
+	bot->held = NULL;
+	bot->restoring = 0;
+	free(bot->ready_d);
+	bot->ready_d = NULL;
+	cJSON_Delete(bot->guilds);
+	bot->guilds = cJSON_CreateObject();
+}
+
+/* ---- saving (net thread builds, disk thread writes) --------------------- */
+
+static void submit_file(hl_engine *eng, const hl_bot *bot, const char *text)
+{
+	hl_job *job = calloc(1, sizeof(*job));
+	char key[65], name[128];
+
+	if (job == NULL)
+		return;
+	hl_token_key(bot->token, key);
+	file_name(key, bot->shard, name, sizeof(name));
+	memset(key, 0, sizeof(key));
+	job->kind = HL_JOB_SESSION;
+	job->file = strdup(name);
+	if (job->file == NULL ||
+	    (text && hl_buf_append(&job->body, text, strlen(text)) != 0)) {
+		hl_job_free(job);
+		return;
+	}
+	hl_disk_submit(eng->disk, job);
+}
+
+static char *snapshot(const hl_bot *bot)
+{
+	cJSON *c = cJSON_CreateObject(), *shard, *ready;
+	char key[65];
+	char *text;
+
+	hl_token_key(bot->token, key);
+	cJSON_AddNumberToObject(c, "v", FORMAT_VERSION);
+	cJSON_AddStringToObject(c, "key", key);
+	memset(key, 0, sizeof(key));
+	shard = cJSON_AddArrayToObject(c, "shard");
+	cJSON_AddItemToArray(shard, cJSON_CreateNumber(bot->shard[0]));
+	cJSON_AddItemToArray(shard, cJSON_CreateNumber(bot->shard[1]));
+	cJSON_AddStringToObject(c, "user_id", bot->user_id);
+	cJSON_AddStringToObject(c, "session_id", bot->session_id);
+	cJSON_AddNumberToObject(c, "seq", (double)bot->up_seq);
+	cJSON_AddStringToObject(c, "resume_url", bot->resume_url);
+	cJSON_AddNumberToObject(c, "saved_ms", (double)hl_now_ms());
+	ready = cJSON_Parse(bot->ready_d);
+	cJSON_AddItemToObject(c, "ready", ready ? ready : cJSON_CreateObject());
+	cJSON_AddItemReferenceToObject(c, "guilds", bot->guilds);
+	text = cJSON_PrintUnformatted(c);
+	cJSON_Delete(c);
+	return text;
+}
+
+/*
+ * Saves every session that moved since its last checkpoint, at most once
+ * a second each, or all of them now when final is set (engine stop).
+ * XXX: a checkpoint is the whole READY and every guild snapshot, so a bot
+ * in thousands of large guilds rewrites megabytes a second while events
+ * flow; writing the sequence apart from the snapshot would fix that.
+ */
+void hl_session_checkpoint(hl_engine *eng, int final)
+{
+	int64_t now = hl_mono_ms();
+	hl_bot *bot;
+
+	if (eng->disk == NULL)
+		return;
+	for (bot = eng->bots; bot; bot = bot->next) {
+		char *text;
+
+		if (!bot->session_id[0] || bot->resume_url == NULL ||
+		    bot->ready_d == NULL || bot->restoring)
+			continue;
+		if (bot->saved_seq == bot->up_seq && !bot->session_changed)
+			continue;
+		if (!final && now - bot->saved_at_ms < SAVE_EVERY_MS)
+			continue;
+		text = snapshot(bot);
+		if (text == NULL)
+			continue;
+		submit_file(eng, bot, text);
+		free(text);
+		bot->saved_seq = bot->up_seq;
+		bot->saved_at_ms = now;
+		bot->session_changed = 0;
+	}
+}
+
+/* The session can no longer be resumed: its checkpoint goes. */
+void hl_session_forget(hl_bot *bot)
+{
+	if (bot->eng->disk == NULL)
+		return;
+	submit_file(bot->eng, bot, NULL);
+	bot->saved_seq = 0;
+	bot->session_changed = 0;
+}
+
+/*
+ * Disk thread: replaces DIR/job->file with job->body crash-safely, or
+ * removes it when the body is empty. Returns 0 or a negative errno.
+ */
+int hl_session_write(int dirfd, const hl_job *job)
+{
+	char tmp[160];
+	int fd, rc = 0;
+	size_t off = 0;
+
+	if (job->body.len == 0) {
+		if (unlinkat(dirfd, job->file, 0) != 0 && errno != ENOENT)
+			return -errno;
+		return 0;
+	}
+	snprintf(tmp, sizeof(tmp), "%s.tmp", job->file);
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	while (off < job->body.len) {
+		ssize_t n =
+		        write(fd, job->body.data + off, job->body.len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = n < 0 ? -errno : -EIO;
+			goto fail;
+		}
+		off += (size_t)n;
+	}
+	if (fsync(fd) != 0) {
+		rc = -errno;
+		goto fail;
+	}
+	close(fd);
+	fd = -1;
+	if (renameat(dirfd, tmp, dirfd, job->file) != 0) {
+		rc = -errno;
+		goto fail;
+	}
+	return fsync(dirfd) != 0 ? -errno : 0;
+
+fail:
+	if (fd >= 0)
+		close(fd);
+	unlinkat(dirfd, tmp, 0);
+	return rc;
+}

@@ -1,0 +1,126 @@
+// Sessions that survive their host: a host process killed with SIGKILL
+// or stopped, then started again on the same state directory, RESUMEs
+// upstream instead of IDENTIFYing, and the new host gets a READY and the
+// messages sent while it was down. A RESUME Discord refuses falls back
+// to an ordinary start, and no token is written to the state directory.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+
+import { startFake } from "../fake-discord/client.mjs";
+import { configFor, sleep, waitFor } from "./engine.mjs";
+
+const HOST = join(dirname(fileURLToPath(import.meta.url)), "gateway-host.mjs");
+
+function startHost(config, token) {
+  const child = spawn(process.execPath, [HOST, JSON.stringify(config), token],
+    { stdio: ["ignore", "pipe", "inherit"] });
+  const host = { child, frames: [], logs: [], exited: null };
+  let rest = "";
+  child.stdout.on("data", (chunk) => {
+    const lines = (rest + chunk).split("\n");
+    rest = lines.pop();
+    for (const line of lines) {
+      if (line.startsWith("frame ")) host.frames.push(JSON.parse(line.slice(6)));
+      if (line.startsWith("log ")) host.logs.push(JSON.parse(line.slice(4)));
+    }
+  });
+  host.done = new Promise((resolve) => child.on("exit", (code, signal) => {
+    host.exited = { code, signal };
+    resolve();
+  }));
+  host.dispatches = (t) => host.frames.filter((f) => f.op === 0 && f.t === t);
+  host.kill = async (signal) => {
+    if (host.exited === null) child.kill(signal);
+    await host.done;
+  };
+  return host;
+}
+
+const contents = (host) => host.dispatches("MESSAGE_CREATE").map((f) => f.d.content);
+
+async function withRun(fakeOpts, body) {
+  const fake = await startFake({ bots: 1, heartbeatInterval: 2000, ...fakeOpts });
+  const dir = mkdtempSync(join(tmpdir(), "hl-session-"));
+  const config = configFor(fake, { state_dir: join(dir, "state") });
+  const hosts = [];
+  const start = () => {
+    const host = startHost(config, fake.info.bots[0].token);
+    hosts.push(host);
+    return host;
+  };
+  try {
+    await body({ fake, start, stateDir: config.state_dir });
+  } finally {
+    for (const host of hosts) await host.kill("SIGKILL");
+    await fake.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// The first host: READY, a message seen, and time for a checkpoint.
+async function firstRun(fake, start) {
+  const host = start();
+  await waitFor("READY", () => host.dispatches("READY")[0]);
+  await fake.dm(0, "before the restart");
+  await waitFor("the first message", () => contents(host).includes("before the restart"));
+  await sleep(1500);
+  return host;
+}
+
+describe("sessions across a restart", () => {
+  for (const signal of ["SIGKILL", "SIGTERM"]) {
+    test(`a host stopped by ${signal} comes back by RESUME with what was missed`, async () => {
+      await withRun({}, async ({ fake, start, stateDir }) => {
+        const first = await firstRun(fake, start);
+        await first.kill(signal);
+        await fake.dm(0, "while the host was down");
+
+        const second = start();
+        await waitFor("the missed message", () =>
+          contents(second).includes("while the host was down"), 15000);
+        const kinds = second.frames.filter((f) => f.op === 0).map((f) => f.t);
+        assert.equal(kinds[0], "READY", "the new host starts with READY");
+        assert.equal(second.dispatches("READY")[0].s, 1);
+        assert.equal(second.dispatches("READY")[0].d.user.id, fake.info.bots[0].user_id);
+        assert.ok(!second.frames.some((f) => f.op === 9), "no invalid session");
+
+        const rec = await fake.record();
+        assert.equal(rec.identifies.length, 1, "one IDENTIFY in all");
+        assert.equal(rec.resumes.filter((r) => r.ok).length, 1);
+        assert.ok(second.logs.some((l) => /session restored from checkpoint/.test(l.msg)));
+
+        const token = fake.info.bots[0].token;
+        assert.equal(statSync(stateDir).mode & 0o777, 0o700);
+        const files = readdirSync(stateDir);
+        assert.ok(files.some((f) => f.startsWith("session-")), files.join(","));
+        for (const f of files) {
+          assert.equal(statSync(join(stateDir, f)).mode & 0o777, 0o600, f);
+          assert.ok(!readFileSync(join(stateDir, f)).includes(token), `token in ${f}`);
+        }
+      });
+    });
+  }
+
+  test("a RESUME Discord refuses falls back to an ordinary IDENTIFY", async () => {
+    await withRun({ resumeWindow: 300 }, async ({ fake, start }) => {
+      const first = await firstRun(fake, start);
+      await first.kill("SIGKILL");
+      await sleep(1000); // past the fake's resume window
+
+      const second = start();
+      await waitFor("READY", () => second.dispatches("READY")[0], 15000);
+      await fake.dm(0, "after the new start");
+      await waitFor("a message", () => contents(second).includes("after the new start"));
+      assert.equal(second.dispatches("READY").length, 1);
+      assert.ok(!second.frames.some((f) => f.op === 9), "the host saw an ordinary start");
+      const rec = await fake.record();
+      assert.equal(rec.resumes.filter((r) => !r.ok).length, 1);
+      assert.equal(rec.identifies.length, 2);
+    });
+  });
+});
