@@ -88,6 +88,8 @@ function bindLibrary(state, rootDir, libPath) {
     start: so.func('hl_start', 'void *',
       ['const char *', 'void *', 'size_t']),
     stop: so.func('hl_stop', 'void', ['void *']),
+    reconfigure: so.func('hl_reconfigure', 'int',
+      ['void *', 'const char *', 'void *', 'size_t']),
     status: so.func('hl_status', 'size_t', ['void *', 'void *', 'size_t']),
     drain: so.func('hl_logs_drain', 'size_t',
       ['void *', 'void *', 'size_t']),
@@ -118,7 +120,8 @@ function engineConfig(api, hostKeys) {
   for (const key of hostKeys)
     delete config[key];
   if (config.state_dir === undefined) {
-    const stateDir = api.runtime?.state?.resolveStateDir?.();
+    const stateDir = api.runtime?.state?.resolveStateDir?.(process.env) ??
+      process.env.OPENCLAW_STATE_DIR;
     if (typeof stateDir === 'string' && stateDir)
       config.state_dir = path.join(stateDir, PLUGIN_ID);
   }
@@ -207,12 +210,16 @@ function startLogPump(state) {
 
 // ----------------------------------------------------------------- engine
 
-function startEngine(state, rootDir, libPath, config, abi) {
+// The library's bound ABI, if it is the one this plugin was built for.
+function checkedLibrary(state, rootDir, libPath, abi) {
   const lib = bindLibrary(state, rootDir, libPath);
   const found = lib.abiVersion();
   if (found !== abi)
     throw new Error(`${libPath} has ABI ${found}, this plugin needs ${abi}`);
+  return lib;
+}
 
+function startEngine(lib, libPath, config) {
   const err = Buffer.alloc(ERR_BUF_BYTES);
   const handle = lib.start(JSON.stringify(config), err, err.length);
   if (!handle)
@@ -265,8 +272,31 @@ function stopEngine(state) {
   engine.lib.stop(engine.handle);
 }
 
-// Keeps a running engine whose configuration is unchanged, or replaces
-// it. Returns the engine, or throws with a message for the operator.
+// Hands a new configuration to the running engine. Returns true when the
+// engine took it, false when only a new engine can (a changed port,
+// upstream base or state directory); throws when it is not valid, and
+// the running engine goes on as it was.
+function reconfigure(state, api, config, key) {
+  const engine = state.engine;
+  const err = Buffer.alloc(ERR_BUF_BYTES);
+  const rc = engine.lib.reconfigure(engine.handle, JSON.stringify(config),
+    err, err.length);
+  const why = cString(err, err.length);
+  if (rc < 0)
+    throw new Error(`configuration refused, engine unchanged: ${why}`);
+  if (rc > 0) {
+    api.logger.info(`[${PLUGIN_ID}] ${why}: restarting the engine`);
+    return false;
+  }
+  engine.key = key;
+  api.logger.info(`[${PLUGIN_ID}] configuration applied to the running ` +
+    `engine at ${engine.origin}`);
+  return true;
+}
+
+// Keeps a running engine whose configuration is unchanged, changes its
+// configuration in place, or replaces it. Returns the engine, or throws
+// with a message for the operator; a running engine then runs on.
 function ensureEngine(state, api, meta) {
   const libPath = resolveLibrary(api.rootDir, api.pluginConfig);
   const config = engineConfig(api, meta.hostKeys);
@@ -277,13 +307,21 @@ function ensureEngine(state, api, meta) {
       `at ${state.engine.origin}`);
     return state.engine;
   }
+  if (state.engine?.libPath === libPath &&
+      reconfigure(state, api, config, key))
+    return state.engine;
+  const lib = checkedLibrary(state, api.rootDir, libPath, meta.abi);
   if (state.engine) {
-    api.logger.info(`[${PLUGIN_ID}] configuration changed: ` +
-      'restarting the engine');
+    // The channel keeps the WebSocket URL it started with, so the new
+    // engine takes the old one's port; the sessions it checkpointed on
+    // stop are RESUMEd, not identified anew.
+    if (config.listen_port === undefined)
+      config.listen_port = Number(new URL(state.engine.origin).port);
     stopEngine(state);
   }
 
-  state.engine = startEngine(state, api.rootDir, libPath, config, meta.abi);
+  state.engine = startEngine(lib, libPath, config);
+  state.engine.key = key;
   const version = state.engine.lib.version();
   api.logger.info(`[${PLUGIN_ID}] engine ${version} listening ` +
     `at ${state.engine.origin}`);
@@ -302,10 +340,15 @@ function registerFull(api) {
   try {
     engine = ensureEngine(state, api, readPackageMeta(api.rootDir));
   } catch (err) {
-    // The channel keeps talking to Discord directly.
-    api.logger.error(`[${PLUGIN_ID}] ${err.message}; Discord traffic ` +
-      'stays on the built-in transport');
-    return;
+    engine = state.engine;
+    if (!engine) {
+      // The channel keeps talking to Discord directly.
+      api.logger.error(`[${PLUGIN_ID}] ${err.message}; Discord traffic ` +
+        'stays on the built-in transport');
+      return;
+    }
+    api.logger.error(`[${PLUGIN_ID}] ${err.message}; the running engine ` +
+      `at ${engine.origin} stays`);
   }
   pointChannelAt(state, engine.origin);
   startLogPump(state);

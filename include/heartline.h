@@ -22,7 +22,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a declaration below changes meaning. */
-#define HL_ABI_VERSION 1
+#define HL_ABI_VERSION 2
 
 #if defined(__GNUC__)
 #define HL_EXPORT __attribute__((visibility("default")))
@@ -52,6 +52,17 @@ HL_EXPORT hl_engine *hl_start(const char *config_json, char *err,
  * threads are joined and all memory is released. NULL is ignored.
  */
 HL_EXPORT void hl_stop(hl_engine *engine);
+
+/*
+ * Gives a running engine a new configuration (the same JSON as for
+ * hl_start) without touching its connections. Returns 0 when it was
+ * taken: timings, limits and the log level apply from then on. Returns
+ * 1 when it differs in a key that only a new engine can take (the port,
+ * the upstream bases, the CA file, the state directory), and -1 when it
+ * is not valid; then err names the key and the engine runs on as it was.
+ */
+HL_EXPORT int hl_reconfigure(hl_engine *engine, const char *config_json,
+                             char *err, size_t errlen);
 
 /*
  * Writes a JSON status snapshot into buf (NUL-terminated when it fits).

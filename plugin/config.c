@@ -45,6 +45,52 @@ static const struct field fields[] = {
 	FIELD("typing_cap_ms", F_INT, typing_cap_ms, 1000, 86400000),
 };
 
+static int same_string(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+/*
+ * The name of the first key that differs between a and b and that a
+ * running engine cannot take on (the port, the upstream addresses, the
+ * CA file, the state directory), or NULL when every difference can be
+ * applied live.
+ */
+const char *hl_config_fixed_change(const hl_config *a, const hl_config *b)
+{
+	size_t i;
+
+	if (a->listen_port != b->listen_port)
+		return "listen_port";
+	for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		const struct field *f = &fields[i];
+		char *const *sa = (char *const *)((const char *)a + f->offset);
+		char *const *sb = (char *const *)((const char *)b + f->offset);
+
+		if ((f->kind == F_STRING || f->kind == F_URL) &&
+		    !same_string(*sa, *sb))
+			return f->name;
+	}
+	return NULL;
+}
+
+/* Takes on src's numbers and log level: the keys a running engine
+ * applies without reconnecting anything. Net thread. */
+void hl_config_apply_live(hl_config *dst, const hl_config *src)
+{
+	dst->replay_buffer = src->replay_buffer;
+	dst->log_level = src->log_level;
+	dst->identify_interval_ms = src->identify_interval_ms;
+	dst->identify_reserve = src->identify_reserve;
+	dst->jitter_min_ms = src->jitter_min_ms;
+	dst->jitter_max_ms = src->jitter_max_ms;
+	dst->typing_interval_ms = src->typing_interval_ms;
+	dst->typing_hold_ms = src->typing_hold_ms;
+	dst->typing_cap_ms = src->typing_cap_ms;
+}
+
 static char *dup_or_null(const char *s)
 {
 	return s ? strdup(s) : NULL;

@@ -70,6 +70,11 @@ static void engine_free(hl_engine *eng)
 	hl_mailbox_destroy(&eng->results);
 	hl_jscan_free(&eng->recovered);
 	cJSON_Delete(eng->saved);
+	if (eng->reconf) {
+		hl_config_free(eng->reconf);
+		free(eng->reconf);
+	}
+	pthread_mutex_destroy(&eng->reconf_lock);
 	pthread_mutex_destroy(&eng->status_lock);
 	free(eng->status_json);
 	hl_log_free(eng->log);
@@ -105,6 +110,7 @@ HL_EXPORT hl_engine *hl_start(const char *config_json, char *err, size_t errlen)
 	hl_mailbox_init(&eng->results);
 	pthread_mutex_init(&eng->status_lock, NULL);
 	pthread_mutex_init(&eng->adopt_lock, NULL);
+	pthread_mutex_init(&eng->reconf_lock, NULL);
 	eng->log = hl_log_new(eng->cfg.log_level);
 	if (eng->log == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -160,6 +166,47 @@ HL_EXPORT void hl_stop(hl_engine *eng)
 	hl_rest_stop(eng->rest);
 	hl_net_destroy(eng);
 	engine_free(eng);
+}
+
+HL_EXPORT int hl_reconfigure(hl_engine *eng, const char *config_json, char *err,
+                             size_t errlen)
+{
+	hl_config *cfg, *old;
+	const char *fixed;
+
+	if (errlen > 0)
+		err[0] = '\0';
+	cfg = calloc(1, sizeof(*cfg));
+	if (cfg == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (hl_config_parse(config_json, cfg, err, errlen) != 0) {
+		free(cfg);
+		return -1;
+	}
+
+	/* The fixed keys are never written after hl_start: safe to read. */
+	fixed = hl_config_fixed_change(&eng->cfg, cfg);
+	if (fixed) {
+		snprintf(err, errlen,
+		         "config: %s cannot change in a running engine", fixed);
+		hl_config_free(cfg);
+		free(cfg);
+		return 1;
+	}
+
+	hl_log_set_level(eng->log, cfg->log_level);
+	pthread_mutex_lock(&eng->reconf_lock);
+	old = eng->reconf;
+	eng->reconf = cfg;
+	pthread_mutex_unlock(&eng->reconf_lock);
+	if (old) {
+		hl_config_free(old);
+		free(old);
+	}
+	hl_net_wake(eng);
+	return 0;
 }
 
 HL_EXPORT size_t hl_status(hl_engine *eng, char *buf, size_t buflen)

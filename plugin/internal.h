@@ -60,6 +60,7 @@ void hl_log_free(hl_log *log);
 void hl_logf(hl_log *log, enum hl_level level, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 size_t hl_log_drain(hl_log *log, char *buf, size_t buflen);
+void hl_log_set_level(hl_log *log, enum hl_level min);
 int hl_level_parse(const char *name, enum hl_level *out);
 
 /* ---- configuration (config.c) ------------------------------------- */
@@ -85,6 +86,8 @@ typedef struct hl_config {
 
 int hl_config_parse(const char *json, hl_config *cfg, char *err, size_t errlen);
 void hl_config_free(hl_config *cfg);
+const char *hl_config_fixed_change(const hl_config *a, const hl_config *b);
+void hl_config_apply_live(hl_config *dst, const hl_config *src);
 
 /* ---- URLs (url.c) ------------------------------------------------- */
 
@@ -367,6 +370,10 @@ struct hl_engine {
 	hl_mailbox results; /* rest, disk -> net */
 	hl_jscan recovered; /* journal entries from an earlier run, unsent */
 	cJSON *saved;       /* session checkpoints not yet claimed by a bot */
+
+	/* a configuration handed in by hl_reconfigure, for the net thread */
+	pthread_mutex_t reconf_lock;
+	hl_config *reconf;
 
 	/* net thread world */
 	hl_bot *bots;

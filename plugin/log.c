@@ -20,7 +20,7 @@
 
 struct hl_log {
 	pthread_mutex_t lock;
-	enum hl_level min;
+	_Atomic int min; /* enum hl_level; set from any thread */
 	char (*ring)[LOG_RECORD_MAX];
 	int head;
 	int count;
@@ -52,6 +52,11 @@ void hl_log_free(hl_log *log)
 	pthread_mutex_destroy(&log->lock);
 	free(log->ring);
 	free(log);
+}
+
+void hl_log_set_level(hl_log *log, enum hl_level min)
+{
+	log->min = (int)min;
 }
 
 int hl_level_parse(const char *name, enum hl_level *out)
@@ -112,7 +117,7 @@ void hl_logf(hl_log *log, enum hl_level level, const char *fmt, ...)
 	char msg[LOG_RECORD_MAX / 2];
 	va_list ap;
 
-	if (log == NULL || level < log->min)
+	if (log == NULL || (int)level < log->min)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);

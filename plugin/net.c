@@ -51,6 +51,24 @@ static void drain_results(hl_engine *eng)
 	}
 }
 
+/* A configuration from hl_reconfigure takes effect here. */
+static void apply_reconfig(hl_engine *eng)
+{
+	hl_config *cfg;
+
+	pthread_mutex_lock(&eng->reconf_lock);
+	cfg = eng->reconf;
+	eng->reconf = NULL;
+	pthread_mutex_unlock(&eng->reconf_lock);
+	if (cfg == NULL)
+		return;
+	hl_config_apply_live(&eng->cfg, cfg);
+	hl_config_free(cfg);
+	free(cfg);
+	hl_logf(eng->log, HL_INFO,
+	        "configuration applied to the running engine");
+}
+
 /* WebSocket connections the front has accepted become ours here. */
 static void adopt_pending(hl_engine *eng)
 {
@@ -93,6 +111,7 @@ static int up_protocol_cb(struct lws *wsi, enum lws_callback_reasons reason,
 	if (reason == LWS_CALLBACK_EVENT_WAIT_CANCELLED) {
 		adopt_pending(eng);
 		drain_results(eng);
+		apply_reconfig(eng);
 		return 0;
 	}
 	return hl_up_callback(wsi, reason, in, len);

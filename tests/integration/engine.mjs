@@ -20,12 +20,13 @@ function load() {
     stop: lib.func("void hl_stop(void *engine)"),
     status: lib.func("size_t hl_status(void *engine, void *buf, size_t len)"),
     drain: lib.func("size_t hl_logs_drain(void *engine, void *buf, size_t len)"),
+    reconfigure: lib.func("int hl_reconfigure(void *engine, const char *cfg, void *err, size_t len)"),
   };
   return abi;
 }
 
 export function startEngine(config) {
-  const { start, stop, status, drain } = load();
+  const { start, stop, status, drain, reconfigure } = load();
   const err = Buffer.alloc(512);
   const handle = start(JSON.stringify(config), err, err.length);
   if (!handle) throw new Error(err.toString("utf8").replace(/\0.*$/s, ""));
@@ -51,6 +52,12 @@ export function startEngine(config) {
         }
       }
       return logs;
+    },
+    // { rc, error }: 0 taken, 1 needs a new engine, -1 not valid.
+    reconfigure(cfg) {
+      const buf = Buffer.alloc(512);
+      const rc = reconfigure(handle, JSON.stringify(cfg), buf, buf.length);
+      return { rc, error: buf.toString("utf8").replace(/\0.*$/s, "") };
     },
     stop() {
       if (stopped) return;
