@@ -48,6 +48,7 @@ include host-shim/host-shim.mk
 include tests/tests.mk
 include scripts/demo.mk
 include tests/fuzz/fuzz.mk
+-include bench/bench.mk
 
 deps:
 	bash scripts/deps.sh

@@ -12,7 +12,7 @@ import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 
 import { startFake } from "../fake-discord/client.mjs";
-import { configFor, sleep, waitFor } from "./engine.mjs";
+import { GatewayClient, configFor, sleep, startEngine, waitFor } from "./engine.mjs";
 
 const HOST = join(dirname(fileURLToPath(import.meta.url)), "gateway-host.mjs");
 
@@ -122,5 +122,36 @@ describe("sessions across a restart", () => {
       assert.equal(rec.resumes.filter((r) => !r.ok).length, 1);
       assert.equal(rec.identifies.length, 2);
     });
+  });
+
+  test("a host that IDENTIFYs again on a live session costs nothing upstream", async () => {
+    // What an account restart by OpenClaw's health monitor looks like.
+    const fake = await startFake({ bots: 1, heartbeatInterval: 2000 });
+    const engine = startEngine(configFor(fake));
+    const ws = engine.origin.replace("http:", "ws:");
+    const token = fake.info.bots[0].token;
+    const first = new GatewayClient(ws, token).identify();
+    let second;
+    try {
+      await waitFor("READY", () => first.dispatches("READY")[0]);
+      await fake.dispatch(0, "GUILD_CREATE", { id: "4242", name: "guild", channels: [] });
+      await waitFor("the guild", () => first.dispatches("GUILD_CREATE")[0]);
+      // The new connection comes before the old one is gone.
+      second = new GatewayClient(ws, token).identify();
+      await waitFor("a fresh READY", () => second.dispatches("READY")[0]);
+      await waitFor("the old connection closed", () => first.closed !== null);
+      assert.equal(second.dispatches("GUILD_CREATE")[0]?.d.id, "4242");
+      assert.notEqual(second.sessionId, first.sessionId);
+      await fake.dm(0, "after the account restart");
+      await waitFor("the message", () => second.dispatches("MESSAGE_CREATE")
+        .some((f) => f.d.content === "after the account restart"));
+      const rec = await fake.record();
+      assert.equal(rec.identifies.length, 1);
+      assert.equal(rec.drops.length, 0);
+    } finally {
+      await second?.close();
+      engine.stop();
+      await fake.stop();
+    }
   });
 });
