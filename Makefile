@@ -35,8 +35,10 @@ $(BUILD)/obj/%.o: plugin/%.c plugin/internal.h plugin/journal.h \
 	$(CC) $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -Iinclude \
 		$(PKG_CFLAGS) -c $< -o $@
 
+# -Bsymbolic: a second copy of the library loaded beside this one (a new
+# build taking over in the same process) binds its calls to itself.
 $(LIB): $(OBJS)
-	$(CC) -shared -Wl,-z,defs -o $@ $(OBJS) $(PKG_LIBS) -lpthread
+	$(CC) -shared -Wl,-z,defs -Wl,-Bsymbolic -o $@ $(OBJS) $(PKG_LIBS) -lpthread
 
 # The same engine built with sanitizers, linked into the C tests.
 $(BUILD)/asan/%.o: plugin/%.c plugin/internal.h plugin/journal.h \

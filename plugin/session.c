@@ -208,6 +208,11 @@ int hl_session_restore(hl_bot *bot)
 
 	if (bot->resume_url == NULL || bot->ready_d == NULL ||
 	    bot->guilds == NULL) {
+		/* Out of memory: an ordinary IDENTIFY it is. */
+		bot->session_id[0] = '\0';
+		bot->up_seq = 0;
+		free(bot->resume_url);
+		bot->resume_url = NULL;
 		hl_session_abandon(bot);
 		return 0;
 	}

@@ -5,7 +5,8 @@
 // to an ordinary start, and no token is written to the state directory.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync }
+  from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { describe, test } from "node:test";
@@ -152,6 +153,26 @@ describe("sessions across a restart", () => {
       await second?.close();
       engine.stop();
       await fake.stop();
+    }
+  });
+
+  test("a damaged checkpoint is removed and said, and the engine starts", () => {
+    const dir = mkdtempSync(join(tmpdir(), "hl-session-"));
+    const stateDir = join(dir, "state");
+    try {
+      mkdirSync(stateDir, { mode: 0o700 });
+      const name = `session-${"ab".repeat(32)}-0-1.json`;
+      writeFileSync(join(stateDir, name), '{"v":1,"key":"trunc', { mode: 0o600 });
+      const engine = startEngine({ state_dir: stateDir });
+      try {
+        const logs = engine.logs().map((l) => l.msg).join("\n");
+        assert.match(logs, new RegExp(`session checkpoint unreadable file=${name}; removed`));
+        assert.ok(!readdirSync(stateDir).includes(name));
+      } finally {
+        engine.stop();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
