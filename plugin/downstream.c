@@ -70,6 +70,7 @@ void hl_down_session_new(hl_bot *bot)
 {
 	hl_random_hex(bot->ds_session, 16);
 	bot->ds_seq = 0;
+	bot->session_changed = 1;
 	bot->ds_bound = bot->down != NULL;
 	hl_replay_clear(&bot->replay, 1);
 }
@@ -246,6 +247,10 @@ static void on_resume(hl_down *down, cJSON *d)
 		    strcmp(bot->ds_session, sid->valuestring) == 0)
 			break;
 	}
+	if (bot == NULL && cJSON_IsString(sid) && cJSON_IsString(token))
+		bot = hl_session_resume_down(eng,
+		                             bare_token(token->valuestring),
+		                             sid->valuestring, after);
 	if (bot == NULL)
 		why = "unknown_session";
 	else if (!cJSON_IsString(token) ||

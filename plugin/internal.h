@@ -443,6 +443,8 @@ void hl_http_forget(hl_engine *eng, hl_http *h);
 /* session.c */
 void hl_sessions_load(hl_engine *eng);
 int hl_session_restore(hl_bot *bot);
+hl_bot *hl_session_resume_down(hl_engine *eng, const char *token,
+                               const char *sid, int64_t seq);
 void hl_session_hold(hl_bot *bot, cJSON *msg);
 cJSON *hl_session_confirmed(hl_bot *bot);
 void hl_session_abandon(hl_bot *bot);

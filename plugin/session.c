@@ -11,6 +11,12 @@
  * the session, then the events Discord replays. If Discord refuses, the
  * bot IDENTIFYs and the host sees an ordinary start.
  *
+ * A host that outlived the engine (a new build of the library taking
+ * over in the same process) RESUMEs instead: the checkpoint also holds
+ * the downstream session id and sequence, and the host's IDENTIFY less
+ * its token, so that RESUME is taken and only what comes after it is
+ * sent.
+ *
  * Threads: hl_sessions_load runs on the host's thread inside hl_start,
  * before the net thread exists; hl_session_write runs on the disk
  * thread; everything else runs on the net thread, which builds the
@@ -225,6 +231,73 @@ int hl_session_restore(hl_bot *bot)
 	return 1;
 }
 
+/* The saved checkpoint of the downstream session sid of token, or NULL. */
+static cJSON *saved_down_session(hl_engine *eng, const char *token,
+                                 const char *sid)
+{
+	cJSON *c, *ds;
+	char key[65];
+
+	if (eng->saved == NULL)
+		return NULL;
+	hl_token_key(token, key);
+	cJSON_ArrayForEach (c, eng->saved) {
+		ds = cJSON_GetObjectItemCaseSensitive(c, "ds_session");
+		if (cJSON_IsString(ds) && strcmp(ds->valuestring, sid) == 0 &&
+		    strcmp(str_of(c, "key"), key) == 0)
+			break;
+	}
+	memset(key, 0, sizeof(key));
+	return c;
+}
+
+/*
+ * A host RESUMEs a downstream session of an earlier engine: when it was
+ * checkpointed at exactly that sequence, makes the bot from the
+ * checkpoint, with the host's session as it was, and starts its upstream
+ * RESUME. Returns the bot, or NULL when the RESUME cannot be served (the
+ * host then gets an invalid session and IDENTIFYs, which the checkpoint
+ * still serves).
+ */
+hl_bot *hl_session_resume_down(hl_engine *eng, const char *token,
+                               const char *sid, int64_t seq)
+{
+	cJSON *c = saved_down_session(eng, token, sid), *ds_seq, *identify, *s;
+	int shard[2];
+	hl_bot *bot;
+
+	ds_seq = cJSON_GetObjectItemCaseSensitive(c, "ds_seq");
+	identify = cJSON_GetObjectItemCaseSensitive(c, "identify");
+	if (!cJSON_IsNumber(ds_seq) || (int64_t)ds_seq->valuedouble != seq ||
+	    !cJSON_IsObject(identify))
+		return NULL;
+	s = cJSON_GetObjectItemCaseSensitive(c, "shard");
+	shard[0] = cJSON_GetArrayItem(s, 0)->valueint;
+	shard[1] = cJSON_GetArrayItem(s, 1)->valueint;
+	if (hl_bot_find(eng, token, shard) != NULL)
+		return NULL;
+
+	identify = cJSON_Duplicate(identify, 1);
+	cJSON_AddStringToObject(identify, "token", token);
+	bot = hl_bot_new(eng, token, shard, identify);
+	if (bot == NULL) {
+		cJSON_Delete(identify);
+		return NULL;
+	}
+	snprintf(bot->ds_session, sizeof(bot->ds_session), "%s", sid);
+	if (hl_session_restore(bot)) {
+		/* The host has READY and all up to seq: nothing is held. */
+		cJSON_Delete(bot->held);
+		bot->held = NULL;
+		bot->restoring = 0;
+		bot->ds_seq = seq;
+		hl_replay_clear(&bot->replay, seq + 1);
+	}
+	/* Else a plain new bot: the host is refused and IDENTIFYs. */
+	hl_up_start(bot);
+	return bot;
+}
+
 /* Keeps a dispatch that arrived before the RESUME was confirmed. */
 void hl_session_hold(hl_bot *bot, cJSON *msg)
 {
@@ -282,7 +355,7 @@ static void submit_file(hl_engine *eng, const hl_bot *bot, const char *text)
 
 static char *snapshot(const hl_bot *bot)
 {
-	cJSON *c = cJSON_CreateObject(), *shard, *ready;
+	cJSON *c = cJSON_CreateObject(), *shard, *ready, *identify;
 	char key[65];
 	char *text;
 
@@ -301,6 +374,11 @@ static char *snapshot(const hl_bot *bot)
 	ready = cJSON_Parse(bot->ready_d);
 	cJSON_AddItemToObject(c, "ready", ready ? ready : cJSON_CreateObject());
 	cJSON_AddItemReferenceToObject(c, "guilds", bot->guilds);
+	cJSON_AddStringToObject(c, "ds_session", bot->ds_session);
+	cJSON_AddNumberToObject(c, "ds_seq", (double)bot->ds_seq);
+	identify = cJSON_Duplicate(bot->identify, 1);
+	cJSON_DeleteItemFromObjectCaseSensitive(identify, "token");
+	cJSON_AddItemToObject(c, "identify", identify);
 	text = cJSON_PrintUnformatted(c);
 	cJSON_Delete(c);
 	return text;

@@ -512,12 +512,10 @@ static void lose_session(hl_bot *bot, const char *why)
 	free(bot->resume_url);
 	bot->resume_url = NULL;
 	hl_session_forget(bot);
-	if (bot->restoring) {
-		/* The host has seen nothing of it yet: it just waits for
-		 * the READY of the IDENTIFY that comes next. */
+	if (bot->restoring)
 		hl_session_abandon(bot);
-		return;
-	}
+	if (bot->ds_seq == 0)
+		return; /* the host has no session yet: it waits for READY */
 	hl_down_invalidate(bot);
 }
 

@@ -2,9 +2,10 @@
 // OpenClaw: a change of heartline's configuration, `openclaw plugins
 // reload heartline`, a newer build of libheartline.so, and a restart of
 // the gateway process. Through the first two no bot reconnects; a new
-// build costs each bot one RESUME and a restart one RESUME too, never an
-// IDENTIFY; every question, including those sent while the gateway was
-// down, gets exactly one answer.
+// build costs each bot one RESUME upstream (and the channel RESUMEs into
+// it) and a restart one RESUME too, never an IDENTIFY; every question,
+// including those sent while the gateway was down, gets exactly one
+// answer.
 //
 //   make all package && $NODE24 --test tests/e2e/lifecycle.test.mjs
 //   (~4 minutes)
@@ -12,6 +13,7 @@
 // Knobs (environment): E2E_BOTS (3), E2E_KEEP=1 keeps the run directory.
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -67,6 +69,23 @@ async function consoleLines(setup, re, count = 1) {
 		if (Date.now() > deadline) throw new Error(`no ${re} in the gateway console:\n${h.tail(h.gatewayLog(setup), 30)}`);
 		await sleep(500);
 	}
+}
+
+// `openclaw plugins reload heartline`. Not spawnSync: a loop blocked for
+// the ~10 s it takes would leave this process's kept-alive connections to
+// the fake closed under it.
+function reloadPlugin(setup) {
+	return new Promise((resolve) => {
+		const child = spawn(h.NODE24, [h.OPENCLAW_BIN, 'plugins', 'reload', 'heartline'], {
+			cwd: setup.dir,
+			env: h.baseEnv(setup),
+			stdio: ['ignore', 'pipe', 'pipe'],
+		});
+		let stdout = '';
+		child.stdout.on('data', (chunk) => (stdout += chunk));
+		child.stderr.resume();
+		child.on('exit', (status) => resolve({ status, stdout }));
+	});
 }
 
 // What the fake saw since `since`.
@@ -133,7 +152,7 @@ test('config change, plugin reload, new build and restart: no IDENTIFY, every qu
 
 	// The plugin reloaded: the engine is kept.
 	mark = Date.now();
-	const reload = h.openclaw(setup, ['plugins', 'reload', 'heartline'], { timeoutMs: 120000 });
+	const reload = await reloadPlugin(setup);
 	t.diagnostic(`plugins reload: exit ${reload.status}: ${h.tail(reload.stdout.trim(), 3)}`);
 	await consoleLines(setup, /\[heartline\] keeping the running engine/);
 	questions.push(...(await ask(fake, 'reload')));
@@ -152,6 +171,9 @@ test('config change, plugin reload, new build and restart: no IDENTIFY, every qu
 	await answered(fake, questions);
 	figures.new_build = since(await fake.record(), mark);
 	figures.new_build.same_origin = relistened[1].includes(origin);
+	const upgradeLog = h.gatewayLog(setup).split('\n').slice(h.gatewayLog(setup).split('\n').indexOf(relistened[1]));
+	figures.new_build.channel_resumed = upgradeLog.filter((l) => /\[heartline\] downstream resumed/.test(l)).length;
+	figures.new_build.channel_refused = upgradeLog.filter((l) => /\[heartline\] downstream resume refused/.test(l)).length;
 
 	// The gateway goes down the usual way (SIGTERM); people keep writing.
 	mark = Date.now();
@@ -174,6 +196,8 @@ test('config change, plugin reload, new build and restart: no IDENTIFY, every qu
 	assert.ok(figures.new_build.same_origin, 'the new build listens where the old one did');
 	assert.equal(figures.new_build.identifies, 0, 'no IDENTIFY for a new build');
 	assert.equal(figures.new_build.resumes, BOTS, 'one RESUME per bot for a new build');
+	assert.equal(figures.new_build.channel_resumed, BOTS, 'the channel RESUMEd into the new build');
+	assert.equal(figures.new_build.channel_refused, 0, 'no RESUME of the channel refused');
 	assert.equal(figures.restart.identifies, 0, 'no IDENTIFY after the restart');
 	assert.equal(figures.restart.resumes, BOTS, 'every bot RESUMEd after the restart');
 	assert.deepEqual(figures.duplicates, [], 'no question answered twice');

@@ -114,7 +114,8 @@ describe("sessions across a restart", () => {
       await sleep(1000); // past the fake's resume window
 
       const second = start();
-      await waitFor("READY", () => second.dispatches("READY")[0], 15000);
+      await waitFor("READY", () => second.dispatches("READY")[0], 15000)
+        .catch((err) => assert.fail(`${err.message}\n${second.logs.map((l) => l.msg).join("\n")}`));
       await fake.dm(0, "after the new start");
       await waitFor("a message", () => contents(second).includes("after the new start"));
       assert.equal(second.dispatches("READY").length, 1);
@@ -172,6 +173,43 @@ describe("sessions across a restart", () => {
         engine.stop();
       }
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a host that outlives its engine RESUMEs into the next one", async () => {
+    // A new build of the library taking over inside the same process.
+    const fake = await startFake({ bots: 1, heartbeatInterval: 2000 });
+    const dir = mkdtempSync(join(tmpdir(), "hl-session-"));
+    const config = configFor(fake, { state_dir: join(dir, "state") });
+    let engine = startEngine(config);
+    const port = Number(new URL(engine.origin).port);
+    const client = new GatewayClient(engine.origin.replace("http:", "ws:"),
+      fake.info.bots[0].token).identify();
+    try {
+      await waitFor("READY", () => client.dispatches("READY")[0]);
+      await fake.dm(0, "before the handover");
+      await waitFor("the first message", () => client.dispatches("MESSAGE_CREATE")[0]);
+      engine.stop();
+      await waitFor("the host's connection closed", () => client.closed !== null);
+      await fake.dm(0, "during the handover");
+
+      engine = startEngine({ ...config, listen_port: port });
+      const seq = client.seq;
+      client.resume();
+      await waitFor("RESUMED", () => client.dispatches("RESUMED")[0]);
+      await waitFor("the message sent meanwhile", () => client.dispatches("MESSAGE_CREATE")
+        .some((f) => f.d.content === "during the handover"));
+      assert.ok(!client.frames.some((f) => f.op === 9), "no invalid session");
+      assert.ok(client.dispatches().filter((f) => f.t !== "RESUMED").every((f) => f.s > seq),
+        "nothing the host had");
+      const rec = await fake.record();
+      assert.equal(rec.identifies.length, 1);
+      assert.equal(rec.resumes.filter((r) => r.ok).length, 1);
+    } finally {
+      await client.close();
+      engine.stop();
+      await fake.stop();
       rmSync(dir, { recursive: true, force: true });
     }
   });
