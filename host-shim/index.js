@@ -315,6 +315,9 @@ function ensureEngine(state, api, meta) {
     // The channel keeps the WebSocket URL it started with, so the new
     // engine takes the old one's port; the sessions it checkpointed on
     // stop are RESUMEd, not identified anew.
+    // XXX: the upstream connections themselves are not handed over, so
+    // every bot reconnects once (a RESUME Discord sees as a drop); the
+    // live TLS sessions would have to move between the two libraries.
     if (config.listen_port === undefined)
       config.listen_port = Number(new URL(state.engine.origin).port);
     stopEngine(state);
