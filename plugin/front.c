@@ -42,6 +42,7 @@ typedef struct front_conn {
 	struct hl_front *front;
 	pthread_t thread;
 	int fd;
+	int inner; /* the request's connection to libwebsockets, or -1 */
 	int done;
 } front_conn;
 
@@ -323,6 +324,19 @@ static const char bad_gateway[] =
         "Content-Length: 52\r\nConnection: close\r\n\r\n"
         "{\"message\":\"heartline: endpoint unavailable\",\"code\":0}";
 
+/*
+ * Records the inner connection of c, closing the one before: under the
+ * lock, so that a stopping front never shuts down a reused descriptor.
+ */
+static void set_inner(front_conn *c, int fd)
+{
+	pthread_mutex_lock(&c->front->lock);
+	if (c->inner >= 0)
+		close(c->inner);
+	c->inner = fd;
+	pthread_mutex_unlock(&c->front->lock);
+}
+
 static void relay(front_conn *c)
 {
 	hl_front *f = c->front;
@@ -341,16 +355,16 @@ static void relay(front_conn *c)
 			break;
 		}
 		inner = inner_connect(f->eng->inner_port);
+		set_inner(c, inner);
 		if (inner < 0 || write_all(inner, req.data, req.len) != 0) {
-			if (inner >= 0)
-				close(inner);
+			set_inner(c, -1);
 			write_all(c->fd, bad_gateway, sizeof(bad_gateway) - 1);
 			break;
 		}
 		resp.len = 0;
 		while (read_more(inner, &resp) > 0)
 			;
-		close(inner);
+		set_inner(c, -1);
 		if (relay_response(c->fd, &resp, keep_alive) != 0)
 			break;
 	}
@@ -416,8 +430,11 @@ static void reap(hl_front *f, int all)
 
 		pthread_mutex_lock(&f->lock);
 		done = c->done;
+		/* A thread waiting on a slow answer wakes up too. */
 		if (all && !done && c->fd >= 0)
 			shutdown(c->fd, SHUT_RDWR);
+		if (all && !done && c->inner >= 0)
+			shutdown(c->inner, SHUT_RDWR);
 		pthread_mutex_unlock(&f->lock);
 		if (!done && !all) {
 			p = &c->next;
@@ -445,6 +462,7 @@ static void accept_one(hl_front *f)
 	}
 	c->front = f;
 	c->fd = fd;
+	c->inner = -1;
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, THREAD_STACK);
 	if (pthread_create(&c->thread, &attr, conn_main, c) != 0) {

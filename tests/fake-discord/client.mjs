@@ -104,6 +104,7 @@ export async function startFake(opts = {}) {
     rateLimit: (rule) => control("POST", "/ratelimit", rule),
     clearRateLimits: () => control("DELETE", "/ratelimit"),
     fault: (rule) => control("POST", "/fault", rule),
+    clearFaults: () => control("DELETE", "/fault"),
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) {
         process.kill(proc.pid, "SIGTERM");

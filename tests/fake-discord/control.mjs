@@ -22,6 +22,7 @@ export class Control {
       ["POST", /^\/ratelimit$/, (body) => this.addRateLimit(body)],
       ["DELETE", /^\/ratelimit$/, () => this.clearRateLimits()],
       ["POST", /^\/fault$/, (body) => this.rest.addFault(body)],
+      ["DELETE", /^\/fault$/, () => this.rest.clearFaults()],
       ["POST", /^\/bots\/(\d+)\/dm$/, (body, bot) => this.dm(bot, body)],
       ["POST", /^\/bots\/(\d+)\/dispatch$/, (body, bot) => this.dispatch(bot, body)],
       ["POST", /^\/bots\/(\d+)\/op$/, (body, bot) => this.op(bot, body)],

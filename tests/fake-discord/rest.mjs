@@ -139,6 +139,12 @@ export class Rest {
     return { ok: true, pending: this.faults.length };
   }
 
+  clearFaults() {
+    const cleared = this.faults.length;
+    this.faults = [];
+    return { ok: true, cleared };
+  }
+
   takeFault(route) {
     const fault = this.faults.find((f) => f.route === route && f.count > 0);
     if (!fault) return null;

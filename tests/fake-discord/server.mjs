@@ -51,7 +51,7 @@
 // POST /_fake/fault {route, count, status, after, delay_ms}: the next count
 // requests on route wait delay_ms, then fail with status (500), after
 // doing their work when `after` is true (a reply lost on the way back);
-// status null: only the delay.
+// status null: only the delay. DELETE /_fake/fault forgets those not used.
 
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";

@@ -183,6 +183,54 @@ describe("reply journal", () => {
     }
   });
 
+  test("a damaged journal keeps its good entries, says what it dropped, and sends them", async () => {
+    const fake = await startFake({ bots: 1 });
+    const stateDir = join(mkdtempSync(join(tmpdir(), "hl-journal-")), "state");
+    const config = configFor(fake, { state_dir: stateDir });
+    const { token } = fake.info.bots[0];
+    const { channel_id } = await fake.dm(0, "hello");
+    const headers = { authorization: `Bot ${token}`, "content-type": "application/json" };
+    try {
+      // Discord sits on these replies, so the journal still has all three
+      // when the engine goes.
+      await fake.fault({ route: MESSAGES, count: 3, status: null, delay_ms: 30000 });
+      let engine = startEngine(config);
+      for (const n of [1, 2, 3]) {
+        fetch(`${engine.origin}/api/v10/channels/${channel_id}/messages`, {
+          method: "POST", headers, body: JSON.stringify({ content: `reply ${n}` }),
+        }).catch(() => {});
+      }
+      await waitFor("three entries on disk", () =>
+        readFileSync(join(stateDir, "journal")).toString("latin1").split("HLJ1").length - 1 >= 3);
+      engine.stop();
+
+      // A flipped bit in the first entry, and a tail cut mid-record.
+      const file = join(stateDir, "journal");
+      const bytes = readFileSync(file);
+      const at = [];
+      for (let i = bytes.indexOf("HLJ1"); i >= 0; i = bytes.indexOf("HLJ1", i + 1)) at.push(i);
+      const [first, , last] = at.slice(-3);
+      bytes[first + 24] ^= 0x10;
+      writeFileSync(file, bytes.subarray(0, last + 10));
+      await fake.clearFaults();
+
+      engine = startEngine(config);
+      try {
+        const msgs = () => engine.logs().map((l) => l.msg).join("\n");
+        assert.match(msgs(), /journal damaged .*stretches=2 bytes_dropped=\d+ entries_kept=1/);
+        await fetch(`${engine.origin}/api/v10/users/@me`, { headers });
+        await waitFor("the kept reply resent", async () =>
+          repliesByNumber(await fake.record()).get(2) === 1, 10000);
+        assert.match(msgs(), /journal resending bot=\w+ replies=1/);
+      } finally {
+        engine.stop();
+      }
+    } finally {
+      await fake.stop();
+      rmSync(dirname(stateDir), { recursive: true, force: true });
+    }
+  });
+
   test("a state directory that cannot be made is a start error naming it", async () => {
     const dir = mkdtempSync(join(tmpdir(), "hl-journal-"));
     try {
