@@ -70,6 +70,7 @@ void hl_down_session_new(hl_bot *bot)
 {
 	hl_random_hex(bot->ds_session, 16);
 	bot->ds_seq = 0;
+	bot->ds_host_seq = 0;
 	bot->session_changed = 1;
 	bot->ds_bound = bot->down != NULL;
 	hl_replay_clear(&bot->replay, 1);
@@ -146,21 +147,68 @@ static void replay_after(hl_bot *bot, hl_down *down, int64_t seq)
 }
 
 /*
+ * The dispatches of the current session that the host may not have
+ * seen: those after the last sequence its heartbeats confirmed, less
+ * READY and the guilds, which a new session rebuilds. A host that
+ * IDENTIFYs again (an account restart) would otherwise lose what came
+ * while it was away; what it did see comes twice, which clients that
+ * know their message ids ignore.
+ */
+static cJSON *unseen_dispatches(hl_bot *bot)
+{
+	static const char *const rebuilt[] = { "READY", "GUILD_CREATE",
+		                               "GUILD_DELETE" };
+	cJSON *list = cJSON_CreateArray();
+	int64_t s;
+
+	for (s = bot->ds_host_seq + 1; list && s <= bot->ds_seq; s++) {
+		size_t len, i;
+		const char *p = hl_replay_at(&bot->replay, s, &len);
+		cJSON *msg = p ? cJSON_ParseWithLength(p, len) : NULL;
+		cJSON *t = cJSON_GetObjectItemCaseSensitive(msg, "t");
+		int keep = cJSON_IsString(t);
+
+		for (i = 0; keep && i < sizeof(rebuilt) / sizeof(*rebuilt); i++)
+			keep = strcmp(t->valuestring, rebuilt[i]) != 0;
+		if (keep)
+			cJSON_AddItemToArray(list, msg);
+		else
+			cJSON_Delete(msg);
+	}
+	return list;
+}
+
+/*
  * A fresh session for a host that joins a running upstream session, or
- * one restored from a checkpoint: READY and the guilds we kept.
+ * one restored from a checkpoint: READY, the guilds we kept, then what
+ * the host may have missed of the session before.
  */
 void hl_down_session_start(hl_bot *bot)
 {
-	cJSON *ready = cJSON_Parse(bot->ready_d), *g;
+	cJSON *ready = cJSON_Parse(bot->ready_d), *g, *missed, *msg;
 
+	missed = unseen_dispatches(bot);
 	hl_down_session_new(bot);
-	if (ready == NULL)
+	if (ready == NULL) {
+		cJSON_Delete(missed);
 		return;
+	}
 	hl_down_dispatch(bot, "READY", ready);
 	cJSON_Delete(ready);
 	cJSON_ArrayForEach (g, bot->guilds) {
 		hl_down_dispatch(bot, "GUILD_CREATE", g);
 	}
+	cJSON_ArrayForEach (msg, missed) {
+		hl_down_dispatch(
+		        bot,
+		        cJSON_GetObjectItemCaseSensitive(msg, "t")->valuestring,
+		        cJSON_GetObjectItemCaseSensitive(msg, "d"));
+	}
+	if (cJSON_GetArraySize(missed) > 0)
+		hl_logf(bot->eng->log, HL_INFO,
+		        "downstream session restarted bot=%s resent=%d",
+		        bot->token_hash, cJSON_GetArraySize(missed));
+	cJSON_Delete(missed);
 }
 
 /* ---- ops from the host ------------------------------------------------ */
@@ -266,6 +314,8 @@ static void on_resume(hl_down *down, cJSON *d)
 		return;
 	}
 	bind_down(bot, down);
+	if (after > bot->ds_host_seq)
+		bot->ds_host_seq = after;
 	replay_after(bot, down, after);
 	snprintf(resumed, sizeof(resumed),
 	         "{\"op\":0,\"t\":\"RESUMED\",\"s\":%lld,\"d\":{}}",
@@ -294,6 +344,10 @@ static void on_message(hl_down *down, const char *text, size_t len)
 	}
 	switch (op->valueint) {
 	case 1:
+		if (down->bot && down->bot->down == down && cJSON_IsNumber(d) &&
+		    (int64_t)d->valuedouble > down->bot->ds_host_seq &&
+		    (int64_t)d->valuedouble <= down->bot->ds_seq)
+			down->bot->ds_host_seq = (int64_t)d->valuedouble;
 		send_text(down, "{\"op\":11}");
 		break;
 	case 2:

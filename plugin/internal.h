@@ -283,7 +283,8 @@ typedef struct hl_bot {
 	/* downstream session, the host's view of this bot */
 	char ds_session[33];
 	int64_t ds_seq;
-	int ds_bound; /* a host connection has seen this session */
+	int64_t ds_host_seq; /* the last seq the host's heartbeats confirmed */
+	int ds_bound;        /* a host connection has seen this session */
 	hl_replay replay;
 	char *ready_d;        /* last upstream READY d, unmodified */
 	cJSON *guilds;        /* object: guild id -> last GUILD_CREATE d */

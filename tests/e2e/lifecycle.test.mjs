@@ -1,7 +1,8 @@
 // The life of a gateway with heartline installed, end to end with the real
 // OpenClaw: a change of heartline's configuration, `openclaw plugins
-// reload heartline`, a newer build of libheartline.so, and a restart of
-// the gateway process. Through the first two no bot reconnects; a new
+// reload heartline`, a change to one Discord account (OpenClaw restarts
+// the channel), a newer build of libheartline.so, and a restart of the
+// gateway process. Through the first three no bot reconnects; a new
 // build costs each bot one RESUME upstream (and the channel RESUMEs into
 // it) and a restart one RESUME too, never an IDENTIFY; every question,
 // including those sent while the gateway was down, gets exactly one
@@ -159,6 +160,25 @@ test('config change, plugin reload, new build and restart: no IDENTIFY, every qu
 	await answered(fake, questions);
 	figures.plugin_reload = since(await fake.record(), mark);
 
+	// A change to one Discord account: OpenClaw restarts its channel, and
+	// the accounts IDENTIFY again, locally; upstream nothing happens.
+	mark = Date.now();
+	const joinedBefore = h.gatewayLog(setup).split('\n').filter((l) => /downstream identify .*joined=1/.test(l)).length;
+	const accountConfig = h.readConfig(setup);
+	accountConfig.channels.discord.accounts.bot1.name = 'renamed bot';
+	h.writeConfig(setup, accountConfig);
+	await consoleLines(setup, /\[heartline\] downstream identify .*joined=1/, joinedBefore + 1);
+	questions.push(...(await ask(fake, 'account')));
+	await answered(fake, questions);
+	figures.account_restart = since(await fake.record(), mark);
+	// OpenClaw starts the accounts 10 s apart: let them all come back.
+	const joined = () => h.gatewayLog(setup).split('\n').filter((l) => /downstream identify .*joined=1/.test(l)).length;
+	for (let n = joined(), still = 0; still < 15 && Date.now() - mark < 90000; still++) {
+		await sleep(1000);
+		if (joined() !== n) [n, still] = [joined(), 0];
+	}
+	figures.account_restart.channel_identifies = joined() - joinedBefore;
+
 	// A newer build of the library, from another path: a new engine on the
 	// same port, sessions RESUMEd.
 	mark = Date.now();
@@ -193,6 +213,11 @@ test('config change, plugin reload, new build and restart: no IDENTIFY, every qu
 	assert.equal(figures.identifies_first_run, BOTS, 'one IDENTIFY per bot in the first run');
 	assert.deepEqual(figures.config_change, { drops: 0, identifies: 0, resumes: 0, resumes_refused: 0 }, 'a config change reconnects nothing');
 	assert.deepEqual(figures.plugin_reload, { drops: 0, identifies: 0, resumes: 0, resumes_refused: 0 }, 'a plugin reload reconnects nothing');
+	assert.deepEqual(
+		{ ...figures.account_restart, channel_identifies: undefined },
+		{ drops: 0, identifies: 0, resumes: 0, resumes_refused: 0, channel_identifies: undefined },
+		'an account restarted by OpenClaw costs nothing upstream'
+	);
 	assert.ok(figures.new_build.same_origin, 'the new build listens where the old one did');
 	assert.equal(figures.new_build.identifies, 0, 'no IDENTIFY for a new build');
 	assert.equal(figures.new_build.resumes, BOTS, 'one RESUME per bot for a new build');

@@ -157,6 +157,38 @@ describe("sessions across a restart", () => {
     }
   });
 
+  test("what came while a host was away reaches its next IDENTIFY", async () => {
+    const fake = await startFake({ bots: 1, heartbeatInterval: 2000 });
+    const engine = startEngine(configFor(fake));
+    const ws = engine.origin.replace("http:", "ws:");
+    const token = fake.info.bots[0].token;
+    const first = new GatewayClient(ws, token).identify();
+    let second;
+    try {
+      await waitFor("READY", () => first.dispatches("READY")[0]);
+      await fake.dm(0, "seen by the first host");
+      await waitFor("the first message", () => first.dispatches("MESSAGE_CREATE")[0]);
+      first.send({ op: 1, d: first.seq }); // what it has seen
+      await sleep(200);
+      await first.close();
+      await fake.dm(0, "sent while no host was there");
+      await sleep(300);
+
+      second = new GatewayClient(ws, token).identify();
+      await waitFor("the message sent meanwhile", () => second.dispatches("MESSAGE_CREATE")
+        .some((f) => f.d.content === "sent while no host was there"));
+      const kinds = second.dispatches().map((f) => f.t);
+      assert.equal(kinds[0], "READY");
+      assert.ok(!second.dispatches("MESSAGE_CREATE").some((f) => f.d.content === "seen by the first host"),
+        "what the host confirmed is not sent again");
+      assert.equal((await fake.record()).identifies.length, 1);
+    } finally {
+      await second?.close();
+      engine.stop();
+      await fake.stop();
+    }
+  });
+
   test("a damaged checkpoint is removed and said, and the engine starts", () => {
     const dir = mkdtempSync(join(tmpdir(), "hl-session-"));
     const stateDir = join(dir, "state");
