@@ -2,8 +2,9 @@
 # a fake Discord on this machine (no Discord token, no network). Included
 # by the top Makefile, which defines NODE_ENV; run from the top.
 #
-#   make demo                   about 5 minutes (3 of them live)
-#   DEMO_SECONDS=120 make demo  a shorter live part
+#   make demo                   about 6 minutes (4 of them live)
+#   DEMO_SECONDS=120 make demo  a shorter live part (no gateway restart
+#                               below 220)
 #   DEMO_KEEP=1 make demo       keep the run directory (logs, config)
 
 demo: deps
