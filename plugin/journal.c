@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -87,6 +88,7 @@ struct hl_journal {
 	char *tmp;          /* DIR/journal.tmp */
 	int fd;             /* the journal, read-write */
 	int dirfd;          /* DIR, synced after a rename */
+	int lockfd;         /* DIR/lock, flock'd while the journal is open */
 	int64_t size;       /* where the next record goes */
 	int64_t keep;       /* bytes of the mark and the pending entries */
 	int64_t retry_dead; /* dead bytes needed before the next rewrite */
@@ -887,7 +889,7 @@ hl_journal *hl_journal_open(const char *dir, hl_jscan *recovered, char *err,
 		rc = j ? 0 : -ENOMEM;
 	}
 	if (rc == 0) {
-		j->fd = j->dirfd = -1;
+		j->fd = j->dirfd = j->lockfd = -1;
 		j->path = join(dir, "journal");
 		j->tmp = join(dir, "journal.tmp");
 		rc = j->path && j->tmp ? 0 : -ENOMEM;
@@ -901,8 +903,22 @@ hl_journal *hl_journal_open(const char *dir, hl_jscan *recovered, char *err,
 		goto fail;
 	}
 
-	/* XXX: nothing stops a second process from opening the same dir;
-	 * the two would overwrite each other's records. */
+	/* One engine per directory, in this process or another: two would
+	 * overwrite each other's records. The kernel drops the lock with
+	 * the process, so a crash leaves nothing to clean up. */
+	j->lockfd =
+	        openat(j->dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (j->lockfd < 0) {
+		set_err(err, errlen, "state dir", dir, -errno);
+		goto fail;
+	}
+	if (flock(j->lockfd, LOCK_EX | LOCK_NB) != 0) {
+		if (err != NULL && errlen > 0)
+			snprintf(err, errlen,
+			         "state dir %s: in use by another engine", dir);
+		goto fail;
+	}
+
 	rc = read_file(j->path, &image, &imagelen);
 	if (rc == 0)
 		rc = hl_journal_scan(image, imagelen, &scan);
@@ -1048,6 +1064,8 @@ void hl_journal_close(hl_journal *j)
 		close(j->fd);
 	if (j->dirfd >= 0)
 		close(j->dirfd);
+	if (j->lockfd >= 0)
+		close(j->lockfd);
 	free(j->path);
 	free(j->tmp);
 	free(j->live);

@@ -70,6 +70,9 @@ typedef struct hl_journal hl_journal;
  * is rewritten with those entries only: DIR/journal.tmp is written and
  * synced, renamed over DIR/journal, and DIR is synced.
  *
+ * DIR/lock is held (flock) until hl_journal_close, so a second journal on
+ * the same DIR, in this process or another, fails with "in use".
+ *
  * On error returns NULL with a message naming the path and the OS error
  * in err, e.g. "state dir /x: Permission denied".
  */

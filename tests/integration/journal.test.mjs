@@ -231,6 +231,20 @@ describe("reply journal", () => {
     }
   });
 
+  test("a state directory in use by another engine is refused by name", () => {
+    const dir = mkdtempSync(join(tmpdir(), "hl-journal-"));
+    const stateDir = join(dir, "state");
+    try {
+      const first = startEngine({ state_dir: stateDir });
+      assert.throws(() => startEngine({ state_dir: stateDir }),
+        /state_dir: state dir .*state: in use by another engine/);
+      first.stop();
+      startEngine({ state_dir: stateDir }).stop(); // free again
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("a state directory that cannot be made is a start error naming it", async () => {
     const dir = mkdtempSync(join(tmpdir(), "hl-journal-"));
     try {
