@@ -219,8 +219,12 @@ describe("reply journal", () => {
         const msgs = () => engine.logs().map((l) => l.msg).join("\n");
         assert.match(msgs(), /journal damaged .*stretches=2 bytes_dropped=\d+ entries_kept=1/);
         await fetch(`${engine.origin}/api/v10/users/@me`, { headers });
+        // The three went out at once, so which one the middle entry
+        // holds is not known; Discord is still sitting on the first
+        // engine's attempts, so only the resent one shows.
         await waitFor("the kept reply resent", async () =>
-          repliesByNumber(await fake.record()).get(2) === 1, 10000);
+          repliesByNumber(await fake.record()).size === 1, 10000);
+        assert.deepEqual([...repliesByNumber(await fake.record()).values()], [1]);
         assert.match(msgs(), /journal resending bot=\w+ replies=1/);
       } finally {
         engine.stop();
