@@ -119,6 +119,18 @@ describe("engine with a fake Discord", () => {
     await client.close();
   });
 
+  test("a dispatch many times the receive buffer arrives whole", async () => {
+    const client = new GatewayClient(wsOrigin(), token(1)).identify();
+    await waitFor("READY", () => client.dispatches("READY")[0]);
+    const content = `${"0123456789".repeat(30000)}end`; // 300 kB
+    await fake.dispatch(1, "MESSAGE_CREATE",
+      { id: "900001", channel_id: "900002", content, author: { id: "900003" } });
+    const msg = await waitFor("the big MESSAGE_CREATE", () =>
+      client.dispatches("MESSAGE_CREATE").find((f) => f.d.id === "900001"));
+    assert.equal(msg.d.content, content);
+    await client.close();
+  });
+
   test("a host blocked for three heartbeats loses nothing upstream", async () => {
     const client = new GatewayClient(wsOrigin(), token(0)).identify();
     await waitFor("READY", () => client.dispatches("READY")[0]);
