@@ -106,7 +106,8 @@ int hl_url_parse(const char *url, hl_url *out);
 typedef struct hl_replay {
 	char **items; /* downstream payloads as sent, NUL-terminated */
 	size_t *lens;
-	int cap;
+	int cap;   /* the most it keeps */
+	int slots; /* allocated so far; grows to cap as it fills */
 	int count;
 	int head;          /* index of the oldest item */
 	int64_t first_seq; /* sequence number of the oldest item */
@@ -389,8 +390,11 @@ struct hl_engine {
 	int64_t drops[16]; /* recent upstream drops, mono ms, a ring */
 	int ndrops;
 
-	/* status snapshot, rebuilt by the net thread */
+	/* status snapshot, rebuilt by the net thread when asked for */
 	pthread_mutex_t status_lock;
+	pthread_cond_t status_built; /* signalled with each new snapshot */
+	uint64_t status_gen;         /* snapshots built so far */
+	_Atomic int status_wanted;   /* the host waits for a fresh one */
 	char *status_json;
 	int64_t rest_requests;
 	int rest_in_flight;

@@ -125,6 +125,31 @@ static void replay_bounds(void)
 	hl_replay_free(&r);
 }
 
+/* A ring that starts small keeps everything up to its cap as it grows. */
+static void replay_grows_to_cap(void)
+{
+	hl_replay r;
+	char item[32];
+	size_t len;
+	int i, ok = 1;
+
+	CHECK(hl_replay_init(&r, 100) == 0);
+	CHECK(r.slots < 100);
+	for (i = 1; i <= 250; i++) {
+		snprintf(item, sizeof(item), "e%d", i);
+		hl_replay_push(&r, dupstr(item), strlen(item));
+	}
+	CHECK(r.slots == 100 && r.count == 100 && r.first_seq == 151);
+	for (i = 151; i <= 250; i++) {
+		const char *p = hl_replay_at(&r, i, &len);
+
+		snprintf(item, sizeof(item), "e%d", i);
+		ok &= p != NULL && strcmp(p, item) == 0 && len == strlen(item);
+	}
+	CHECK(ok);
+	hl_replay_free(&r);
+}
+
 static void rewrite_cdn_links(void)
 {
 	cJSON *d = cJSON_Parse(
@@ -175,6 +200,7 @@ int main(void)
 	RUN(config_errors_name_the_field);
 	RUN(url_parse);
 	RUN(replay_bounds);
+	RUN(replay_grows_to_cap);
 	RUN(rewrite_cdn_links);
 	RUN(log_drain_whole_records);
 	return CHECK_DONE();
