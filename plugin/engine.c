@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -75,11 +76,25 @@ static void engine_free(hl_engine *eng)
 		free(eng->reconf);
 	}
 	pthread_mutex_destroy(&eng->reconf_lock);
+	pthread_cond_destroy(&eng->status_built);
 	pthread_mutex_destroy(&eng->status_lock);
 	free(eng->status_json);
 	hl_log_free(eng->log);
 	hl_config_free(&eng->cfg);
 	free(eng);
+}
+
+/* How long hl_status waits for the net thread's fresh snapshot. */
+#define STATUS_WAIT_MS 20
+
+static void init_status_cond(pthread_cond_t *cond)
+{
+	pthread_condattr_t attr;
+
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(cond, &attr);
+	pthread_condattr_destroy(&attr);
 }
 
 HL_EXPORT hl_engine *hl_start(const char *config_json, char *err, size_t errlen)
@@ -109,6 +124,7 @@ HL_EXPORT hl_engine *hl_start(const char *config_json, char *err, size_t errlen)
 	eng->started_ms = hl_mono_ms();
 	hl_mailbox_init(&eng->results);
 	pthread_mutex_init(&eng->status_lock, NULL);
+	init_status_cond(&eng->status_built);
 	pthread_mutex_init(&eng->adopt_lock, NULL);
 	pthread_mutex_init(&eng->reconf_lock, NULL);
 	eng->log = hl_log_new(eng->cfg.log_level);
@@ -211,11 +227,29 @@ HL_EXPORT int hl_reconfigure(hl_engine *eng, const char *config_json, char *err,
 
 HL_EXPORT size_t hl_status(hl_engine *eng, char *buf, size_t buflen)
 {
+	struct timespec until;
+	uint64_t gen;
 	size_t len;
 
 	if (eng == NULL)
 		return 0;
+
+	/* Ask the net thread for a fresh snapshot; a busy one gets a few
+	 * milliseconds, then the last snapshot is what the host gets. */
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_nsec += STATUS_WAIT_MS * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
 	pthread_mutex_lock(&eng->status_lock);
+	gen = eng->status_gen;
+	eng->status_wanted = 1;
+	hl_net_wake(eng);
+	while (eng->status_gen == gen &&
+	       pthread_cond_timedwait(&eng->status_built, &eng->status_lock,
+	                              &until) == 0)
+		;
 	len = eng->status_json ? strlen(eng->status_json) : 2;
 	if (buf && buflen > 0) {
 		const char *s = eng->status_json ? eng->status_json : "{}";

@@ -320,6 +320,7 @@ static int typing_handled(hl_http *h)
 /* The engine's status snapshot, for whoever watches the local endpoint. */
 static void answer_status(hl_engine *eng, hl_http *h)
 {
+	hl_status_refresh(eng);
 	pthread_mutex_lock(&eng->status_lock);
 	h->out.len = 0;
 	if (eng->status_json == NULL ||

@@ -1,9 +1,13 @@
 /*
  * status.c - the JSON status snapshot that hl_status() hands the host.
  *
- * The net thread rebuilds it on a timer from the state only it may read,
- * then swaps it in under the status lock; the host copies it out under
- * the same lock. Neither side holds the lock for more than a copy.
+ * The net thread builds it from the state only it may read, when the
+ * host asks (hl_status wakes it and waits a few milliseconds for it), on
+ * the local status endpoint, and every few seconds; it swaps it in under
+ * the status lock, and the host copies it out under the same lock.
+ * Neither side holds the lock for more than a copy. Building costs time
+ * that heartbeats may be waiting for (milliseconds with a thousand
+ * bots), so it is not done when nobody looks.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +81,8 @@ void hl_status_refresh(hl_engine *eng)
 	pthread_mutex_lock(&eng->status_lock);
 	old = eng->status_json;
 	eng->status_json = text;
+	eng->status_gen++;
+	pthread_cond_broadcast(&eng->status_built);
 	pthread_mutex_unlock(&eng->status_lock);
 	free(old);
 }
