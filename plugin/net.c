@@ -9,10 +9,14 @@
  * that is safe from another thread; the wake-up arrives here as
  * LWS_CALLBACK_EVENT_WAIT_CANCELLED.
  */
+#include <errno.h>
 #include <stdio.h>
-#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <sys/resource.h>
+#include <sys/syscall.h>
 
 #include <openssl/ssl.h>
 
@@ -21,6 +25,8 @@
 /* How long a stopping engine waits for its upstream closes to go out. */
 #define STOP_GRACE_MS 1000
 #define STATUS_PERIOD_US (500 * LWS_US_PER_MS)
+#define STATUS_EVERY_TICKS 10 /* 5 s */
+#define NET_NICE_BOOST 10
 
 static void drain_results(hl_engine *eng)
 {
@@ -112,6 +118,10 @@ static int up_protocol_cb(struct lws *wsi, enum lws_callback_reasons reason,
 		adopt_pending(eng);
 		drain_results(eng);
 		apply_reconfig(eng);
+		if (eng->status_wanted) {
+			eng->status_wanted = 0;
+			hl_status_refresh(eng);
+		}
 		return 0;
 	}
 	return hl_up_callback(wsi, reason, in, len);
@@ -156,10 +166,12 @@ static const struct lws_protocols up_protocols[] = {
 	{ NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
-/* The status snapshot is rebuilt on a timer, never on the host's call. */
+/* Checkpoints on a timer, and now and then a status snapshot nobody
+ * asked for, so that a reader that cannot wait still finds a recent one. */
 struct status_timer {
 	lws_sorted_usec_list_t sul;
 	hl_engine *eng;
+	int ticks;
 };
 
 static void status_tick(lws_sorted_usec_list_t *sul)
@@ -167,7 +179,8 @@ static void status_tick(lws_sorted_usec_list_t *sul)
 	struct status_timer *st =
 	        lws_container_of(sul, struct status_timer, sul);
 
-	hl_status_refresh(st->eng);
+	if (++st->ticks % STATUS_EVERY_TICKS == 0)
+		hl_status_refresh(st->eng);
 	hl_session_checkpoint(st->eng, 0);
 	lws_sul_schedule(st->eng->lws, 0, sul, status_tick, STATUS_PERIOD_US);
 }
@@ -191,12 +204,30 @@ static int upstreams_open(hl_engine *eng)
 	return 0;
 }
 
+/*
+ * Heartbeats must not wait for a host that is busy on every core. The
+ * net thread asks for a better nice value than the rest of the process;
+ * that needs CAP_SYS_NICE or a RLIMIT_NICE allowance, and without either
+ * it runs at the host's priority, as before.
+ */
+static void raise_priority(hl_engine *eng)
+{
+	id_t tid = (id_t)syscall(SYS_gettid);
+	int nice_now = getpriority(PRIO_PROCESS, tid);
+
+	if (setpriority(PRIO_PROCESS, tid, nice_now - NET_NICE_BOOST) != 0)
+		hl_logf(eng->log, HL_DEBUG,
+		        "net thread priority unchanged error=\"%s\"",
+		        strerror(errno));
+}
+
 static void *net_main(void *arg)
 {
 	hl_engine *eng = arg;
 	struct status_timer status = { .eng = eng };
 	int64_t deadline;
 
+	raise_priority(eng);
 	memset(&status.sul, 0, sizeof(status.sul));
 	lws_sul_schedule(eng->lws, 0, &status.sul, status_tick, 1);
 	while (!eng->stopping)
