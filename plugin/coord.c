@@ -17,6 +17,8 @@
 /* Drops within this window that make a herd. */
 #define HERD_WINDOW_MS 5000
 #define HERD_SIZE 3
+/* The time a reconnect takes, kept free at the end of the jitter window. */
+#define HANDSHAKE_ALLOWANCE_MS 1000
 
 static int same_token(const hl_bot *a, const hl_bot *b)
 {
@@ -122,7 +124,7 @@ int64_t hl_coord_budget_wait(hl_bot *bot)
 int64_t hl_coord_reconnect_delay(hl_bot *bot, int64_t wanted_ms)
 {
 	hl_engine *eng = bot->eng;
-	int64_t now = hl_mono_ms(), jitter;
+	int64_t now = hl_mono_ms(), jitter, span, allowance;
 	int i, recent = 0, n = (int)(sizeof(eng->drops) / sizeof(*eng->drops));
 
 	eng->drops[eng->ndrops++ % n] = now;
@@ -132,8 +134,13 @@ int64_t hl_coord_reconnect_delay(hl_bot *bot, int64_t wanted_ms)
 	}
 	if (recent < HERD_SIZE)
 		return wanted_ms;
+
+	/* Starts are spread so that the last is back, its handshake and
+	 * RESUME done, by the end of the window, not just under way. */
+	span = eng->cfg.jitter_max_ms - eng->cfg.jitter_min_ms;
+	allowance = span / 10 < HANDSHAKE_ALLOWANCE_MS ? span / 10
+	                                               : HANDSHAKE_ALLOWANCE_MS;
 	jitter = eng->cfg.jitter_min_ms +
-	         (int64_t)(hl_random() *
-	                   (eng->cfg.jitter_max_ms - eng->cfg.jitter_min_ms));
+	         (int64_t)(hl_random() * (double)(span - allowance));
 	return jitter > wanted_ms ? jitter : wanted_ms;
 }
