@@ -443,6 +443,17 @@ static int64_t retry_after_ms(const hl_job *job)
 	return ms > 0 ? ms : 1;
 }
 
+/* The request no longer holds a place in its bucket's in-flight count. */
+static void release(hl_limiter *l, hl_http *h)
+{
+	hl_route *r = h->counted ? route_get(l, h->route) : NULL;
+	hl_bucket *b = r ? bucket_get(l, r->bucket, h->major, 0) : NULL;
+
+	if (b && b->inflight > 0)
+		b->inflight--;
+	h->counted = 0;
+}
+
 static void learn(hl_limiter *l, hl_http *h, const hl_job *job, int64_t now)
 {
 	hl_route *r = route_get(l, h->route);
@@ -453,10 +464,14 @@ static void learn(hl_limiter *l, hl_http *h, const hl_job *job, int64_t now)
 		return;
 	r->probing = 0;
 	if (!header(job, "x-ratelimit-bucket:", hash, sizeof(hash))) {
+		/* A 5xx from a proxy in front of Discord, say. */
+		release(l, h);
 		if (r->bucket[0] == '\0')
 			snprintf(r->bucket, sizeof(r->bucket), "-");
 		return;
 	}
+	if (strcmp(r->bucket, hash) != 0)
+		release(l, h); /* counted in the bucket the route had */
 	snprintf(r->bucket, sizeof(r->bucket), "%s", hash);
 	b = bucket_get(l, hash, h->major, 1);
 	if (b == NULL)
@@ -493,8 +508,12 @@ int hl_limit_on_answer(hl_engine *eng, hl_http *h, hl_job *job)
 	int64_t now = hl_mono_ms(), wait;
 	char scope[16] = "", global[8] = "";
 
-	if (l == NULL || job->status == 0)
+	if (l == NULL)
 		return 0;
+	if (job->status == 0) {
+		release(l, h); /* no answer: nothing to learn */
+		return 0;
+	}
 	learn(l, h, job, now);
 	if (job->status != 401 && job->status != 403 && job->status != 429)
 		return 0;
