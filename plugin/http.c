@@ -604,7 +604,10 @@ int hl_http_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	case LWS_CALLBACK_CLOSED_HTTP:
 		if (h) {
 			h->wsi = NULL;
-			if (h->answer || h->out_status || h->parked)
+			/* A journaled reply waiting to go out again goes out
+			 * all the same: the host is gone, the user is not. */
+			if (h->answer || h->out_status ||
+			    (h->parked && h->jid == 0))
 				hl_http_forget(eng, h);
 			*slot = NULL;
 		}
