@@ -54,10 +54,11 @@ int64_t hl_coord_identify_wait(hl_bot *bot)
 	for (o = eng->bots; o; o = o->next) {
 		int64_t free_at;
 
-		if (o == bot || !same_token(o, bot) ||
+		if (!same_token(o, bot) ||
 		    o->shard[0] % mc != bot->shard[0] % mc)
 			continue;
-		if (o->shard[0] < bot->shard[0] && about_to_identify(o)) {
+		if (o != bot && o->shard[0] < bot->shard[0] &&
+		    about_to_identify(o)) {
 			free_at = now + eng->cfg.identify_interval_ms;
 			if (free_at > next)
 				next = free_at;
