@@ -29,10 +29,10 @@
 #define NONCE_HEX_BYTES 10 /* 20 characters; Discord allows 25 */
 
 /* The reply routes: POST .../messages and PATCH .../messages/ID. */
-static int is_reply(const hl_http *h)
+static int is_reply_route(const char *method, const char *path)
 {
 	static const char prefix[] = HL_API_PREFIX "/channels/";
-	const char *p = h->path;
+	const char *p = path;
 	size_t n;
 
 	if (strncmp(p, prefix, sizeof(prefix) - 1) != 0)
@@ -42,12 +42,17 @@ static int is_reply(const hl_http *h)
 	if (n == 0 || strncmp(p + n, "/messages", 9) != 0)
 		return 0;
 	p += n + 9;
-	if (strcmp(h->method, "POST") == 0)
+	if (strcmp(method, "POST") == 0)
 		return *p == '\0';
-	if (strcmp(h->method, "PATCH") != 0 || *p != '/')
+	if (strcmp(method, "PATCH") != 0 || *p != '/')
 		return 0;
 	n = strspn(p + 1, "0123456789");
 	return n > 0 && p[1 + n] == '\0';
+}
+
+static int is_reply(const hl_http *h)
+{
+	return is_reply_route(h->method, h->path);
 }
 
 static const char *header_value(const struct curl_slist *list, const char *name)
@@ -403,6 +408,15 @@ void hl_reply_resend(hl_engine *eng, const char *token)
 
 		if (strcmp(e->key, key) != 0) {
 			r->pending[kept++] = e;
+			continue;
+		}
+		if (!is_reply_route(e->method, e->path)) {
+			/* Only a damaged or foreign file holds such an entry.
+			 */
+			hl_logf(eng->log, HL_WARN,
+			        "journal entry dropped: not a reply method=%s",
+			        e->method);
+			hl_jentry_free(e);
 			continue;
 		}
 		if (now - e->created_ms > oldest)

@@ -36,6 +36,7 @@
 
 #define FORMAT_VERSION 1
 #define SAVE_EVERY_MS 1000
+#define REFRESH_MS 60000
 /* Discord keeps a session resumable for minutes, not hours; an older
  * checkpoint is not worth a RESUME that will be refused. */
 #define MAX_AGE_MS (10 * 60 * 1000)
@@ -77,6 +78,20 @@ out:
 	return buf;
 }
 
+static const char *str_of(cJSON *c, const char *name)
+{
+	return cJSON_GetObjectItemCaseSensitive(c, name)->valuestring;
+}
+
+static int is_gateway_url(const char *text)
+{
+	hl_url u;
+
+	return (strncmp(text, "wss://", 6) == 0 ||
+	        strncmp(text, "ws://", 5) == 0) &&
+	       hl_url_parse(text, &u) == 0;
+}
+
 /* A checkpoint that has every field of the current format, or NULL. */
 static cJSON *parse_checkpoint(const char *text, size_t len)
 {
@@ -95,7 +110,8 @@ static cJSON *parse_checkpoint(const char *text, size_t len)
 	            cJSON_GetObjectItemCaseSensitive(c, "resume_url")) ||
 	    !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(c, "saved_ms")) ||
 	    !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(c, "ready")) ||
-	    !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(c, "guilds"))) {
+	    !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(c, "guilds")) ||
+	    !is_gateway_url(str_of(c, "resume_url"))) {
 		cJSON_Delete(c);
 		return NULL;
 	}
@@ -164,11 +180,6 @@ static int shard_is(cJSON *c, const int shard[2])
 
 	return cJSON_GetArrayItem(s, 0)->valueint == shard[0] &&
 	       cJSON_GetArrayItem(s, 1)->valueint == shard[1];
-}
-
-static const char *str_of(cJSON *c, const char *name)
-{
-	return cJSON_GetObjectItemCaseSensitive(c, name)->valuestring;
 }
 
 /*
@@ -386,7 +397,8 @@ static char *snapshot(const hl_bot *bot)
 
 /*
  * Saves every session that moved since its last checkpoint, at most once
- * a second each, or all of them now when final is set (engine stop).
+ * a second each, and every quiet one once a minute; or all of them now
+ * when final is set (engine stop).
  * XXX: a checkpoint is the whole READY and every guild snapshot, so a bot
  * in thousands of large guilds rewrites megabytes a second while events
  * flow; writing the sequence apart from the snapshot would fix that.
@@ -400,11 +412,15 @@ void hl_session_checkpoint(hl_engine *eng, int final)
 		return;
 	for (bot = eng->bots; bot; bot = bot->next) {
 		char *text;
+		int moved;
 
 		if (!bot->session_id[0] || bot->resume_url == NULL ||
 		    bot->ready_d == NULL || bot->restoring)
 			continue;
-		if (bot->saved_seq == bot->up_seq && !bot->session_changed)
+		moved = bot->saved_seq != bot->up_seq || bot->session_changed;
+		/* A quiet session is saved again now and then, so that its
+		 * time says it was alive, and always at the end. */
+		if (!final && !moved && now - bot->saved_at_ms < REFRESH_MS)
 			continue;
 		if (!final && now - bot->saved_at_ms < SAVE_EVERY_MS)
 			continue;

@@ -526,6 +526,8 @@ static void on_ready(hl_bot *bot, cJSON *d)
 	cJSON *user = cJSON_GetObjectItemCaseSensitive(d, "user");
 	cJSON *uid = cJSON_GetObjectItemCaseSensitive(user, "id");
 
+	if (bot->restoring)
+		hl_session_abandon(bot); /* a new session replaces it */
 	if (cJSON_IsString(sid))
 		snprintf(bot->session_id, sizeof(bot->session_id), "%s",
 		         sid->valuestring);
@@ -539,8 +541,6 @@ static void on_ready(hl_bot *bot, cJSON *d)
 	bot->ready_d = cJSON_PrintUnformatted(d);
 	cJSON_Delete(bot->guilds);
 	bot->guilds = cJSON_CreateObject();
-	if (bot->restoring)
-		hl_session_abandon(bot);
 	bot->session_changed = 1;
 	bot->up_state = UP_READY;
 	bot->ready_since_ms = hl_mono_ms();
