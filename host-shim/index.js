@@ -210,6 +210,14 @@ function startLogPump(state) {
 
 // ----------------------------------------------------------------- engine
 
+// config, listening where engine does unless it names its own port: the
+// channel's WebSocket URL was fixed when its accounts started.
+function withPort(config, engine) {
+  if (config.listen_port !== undefined)
+    return config;
+  return { ...config, listen_port: Number(new URL(engine.origin).port) };
+}
+
 // The library's bound ABI, if it is the one this plugin was built for.
 function checkedLibrary(state, rootDir, libPath, abi) {
   const lib = bindLibrary(state, rootDir, libPath);
@@ -231,6 +239,7 @@ function startEngine(lib, libPath, config) {
     lib.stop(handle);
     throw new Error('engine reported no origin');
   }
+  engine.config = withPort(config, engine);
   return engine;
 }
 
@@ -311,19 +320,27 @@ function ensureEngine(state, api, meta) {
       reconfigure(state, api, config, key))
     return state.engine;
   const lib = checkedLibrary(state, api.rootDir, libPath, meta.abi);
-  if (state.engine) {
+  const old = state.engine;
+  if (old) {
     // The channel keeps the WebSocket URL it started with, so the new
     // engine takes the old one's port; the sessions it checkpointed on
     // stop are RESUMEd, not identified anew.
     // XXX: the upstream connections themselves are not handed over, so
     // every bot reconnects once (a RESUME Discord sees as a drop); the
     // live TLS sessions would have to move between the two libraries.
-    if (config.listen_port === undefined)
-      config.listen_port = Number(new URL(state.engine.origin).port);
     stopEngine(state);
+    try {
+      state.engine = startEngine(lib, libPath, withPort(config, old));
+    } catch (err) {
+      // Back to what ran before, on its port, from its checkpoints.
+      state.engine = startEngine(old.lib, old.libPath, old.config);
+      state.engine.key = old.key;
+      pointChannelAt(state, state.engine.origin);
+      throw err;
+    }
+  } else {
+    state.engine = startEngine(lib, libPath, config);
   }
-
-  state.engine = startEngine(lib, libPath, config);
   state.engine.key = key;
   const version = state.engine.lib.version();
   api.logger.info(`[${PLUGIN_ID}] engine ${version} listening ` +

@@ -86,6 +86,7 @@ static void engine_free(hl_engine *eng)
 
 /* How long hl_status waits for the net thread's fresh snapshot. */
 #define STATUS_WAIT_MS 20
+#define STATUS_FRESH_MS 250
 
 static void init_status_cond(pthread_cond_t *cond)
 {
@@ -190,8 +191,14 @@ HL_EXPORT int hl_reconfigure(hl_engine *eng, const char *config_json, char *err,
 	hl_config *cfg, *old;
 	const char *fixed;
 
+	if (err == NULL)
+		errlen = 0;
 	if (errlen > 0)
 		err[0] = '\0';
+	if (eng == NULL || config_json == NULL) {
+		snprintf(err, errlen, "no engine or no configuration");
+		return -1;
+	}
 	cfg = calloc(1, sizeof(*cfg));
 	if (cfg == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -201,6 +208,10 @@ HL_EXPORT int hl_reconfigure(hl_engine *eng, const char *config_json, char *err,
 		free(cfg);
 		return -1;
 	}
+
+	/* Any port (0) or the one in use is no change of port. */
+	if (cfg->listen_port == 0 || cfg->listen_port == eng->port)
+		cfg->listen_port = eng->cfg.listen_port;
 
 	/* The fixed keys are never written after hl_start: safe to read. */
 	fixed = hl_config_fixed_change(&eng->cfg, cfg);
@@ -230,6 +241,7 @@ HL_EXPORT size_t hl_status(hl_engine *eng, char *buf, size_t buflen)
 	struct timespec until;
 	uint64_t gen;
 	size_t len;
+	int asked;
 
 	if (eng == NULL)
 		return 0;
@@ -244,9 +256,14 @@ HL_EXPORT size_t hl_status(hl_engine *eng, char *buf, size_t buflen)
 	}
 	pthread_mutex_lock(&eng->status_lock);
 	gen = eng->status_gen;
-	eng->status_wanted = 1;
-	hl_net_wake(eng);
-	while (eng->status_gen == gen &&
+	/* A snapshot this recent is fresh enough, and stays the same for a
+	 * caller that asks again with a buffer of the size it was told. */
+	asked = hl_mono_ms() - eng->status_built_ms >= STATUS_FRESH_MS;
+	if (asked) {
+		eng->status_wanted = 1;
+		hl_net_wake(eng);
+	}
+	while (asked && eng->status_gen == gen &&
 	       pthread_cond_timedwait(&eng->status_built, &eng->status_lock,
 	                              &until) == 0)
 		;

@@ -394,6 +394,7 @@ struct hl_engine {
 	pthread_mutex_t status_lock;
 	pthread_cond_t status_built; /* signalled with each new snapshot */
 	uint64_t status_gen;         /* snapshots built so far */
+	int64_t status_built_ms;     /* mono ms of the last one */
 	_Atomic int status_wanted;   /* the host waits for a fresh one */
 	char *status_json;
 	int64_t rest_requests;

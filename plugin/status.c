@@ -82,6 +82,7 @@ void hl_status_refresh(hl_engine *eng)
 	old = eng->status_json;
 	eng->status_json = text;
 	eng->status_gen++;
+	eng->status_built_ms = hl_mono_ms();
 	pthread_cond_broadcast(&eng->status_built);
 	pthread_mutex_unlock(&eng->status_lock);
 	free(old);
