@@ -50,7 +50,7 @@ include host-shim/host-shim.mk
 include tests/tests.mk
 include scripts/demo.mk
 include tests/fuzz/fuzz.mk
--include bench/bench.mk
+include bench/bench.mk
 
 deps:
 	bash scripts/deps.sh

@@ -5,6 +5,7 @@
 # fake:        the fake Discord's own self-test
 # integration: the engine against the fake Discord, driven from Node
 # e2e:         the real OpenClaw gateway, with and without heartline
+# bench-smoke: (bench/bench.mk) the benchmarks, seconds long, still run
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
@@ -38,4 +39,4 @@ e2e: $(LIB) package
 
 test: deps
 	$(MAKE) all
-	$(MAKE) check unit symbols fake-selftest integration e2e
+	$(MAKE) check unit symbols fake-selftest integration e2e bench-smoke
