@@ -156,8 +156,11 @@ static void replay_after(hl_bot *bot, hl_down *down, int64_t seq)
  */
 static cJSON *unseen_dispatches(hl_bot *bot)
 {
+	/* Interactions are not sent twice: their token is good for three
+	 * seconds, and a host that acted on one would act again. */
 	static const char *const rebuilt[] = { "READY", "GUILD_CREATE",
-		                               "GUILD_DELETE" };
+		                               "GUILD_DELETE",
+		                               "INTERACTION_CREATE" };
 	cJSON *list = cJSON_CreateArray();
 	int64_t s;
 

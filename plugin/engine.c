@@ -1,11 +1,17 @@
 /*
- * engine.c - the exported ABI: start, stop, status and logs.
+ * engine.c - the exported ABI: start, stop, reconfigure, status, logs.
  *
  * These run on the host's thread. Starting builds the configuration, the
- * log, the rest thread and the net thread (whose context already listens
- * when hl_start returns); stopping reverses that. No call waits on
- * anything slower than a mutex held for a copy, except hl_stop, which
- * joins the engine's threads after they have closed their connections.
+ * log, the disk, rest and net threads (the net thread's context already
+ * listens when hl_start returns); stopping reverses that. hl_status
+ * waits up to STATUS_WAIT_MS for a fresh snapshot; hl_stop joins the
+ * engine's threads after they have closed their connections and saved
+ * their checkpoints. Nothing else waits on more than a mutex held for a
+ * copy.
+ * XXX: with a state_dir, hl_start reads, rewrites and syncs the journal
+ * and reads the checkpoints on the host's thread, and hl_stop waits for
+ * the final checkpoints to be synced: on a slow disk the host's loop
+ * waits that long.
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -4,8 +4,8 @@
  * An engine owns three kinds of state:
  *   - the net thread's world (bots, upstream and downstream connections,
  *     timers), touched only by the net thread;
- *   - two mailboxes (net -> rest jobs, rest -> net results), each a locked
- *     list that the other side drains;
+ *   - mailboxes between threads (net -> rest and net -> disk jobs, rest
+ *     and disk -> net results), each a locked list the other side drains;
  *   - the status snapshot and the log buffer, each under its own lock, held
  *     only for a copy, so host calls return at once.
  */

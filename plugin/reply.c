@@ -392,6 +392,12 @@ fail:
 	free(job);
 }
 
+/*
+ * XXX: every pending entry is sent again in journal order, edits too; an
+ * edit that failed for good while a later edit of the same message got
+ * through can turn a finished streamed reply back into a partial one.
+ * Only the newest edit per message should go.
+ */
 void hl_reply_resend(hl_engine *eng, const char *token)
 {
 	hl_jscan *r = &eng->recovered;

@@ -435,6 +435,14 @@ void hl_session_checkpoint(hl_engine *eng, int final)
 	}
 }
 
+/*
+ * XXX: the final checkpoint counts dispatches still queued for a host
+ * connection that the stop then drops. A host that outlives the engine
+ * RESUMEs behind that sequence, is refused, and IDENTIFYs; the events in
+ * between are not replayed to it. Saving the unconfirmed tail of the
+ * replay ring would close that gap.
+ */
+
 /* The session can no longer be resumed: its checkpoint goes. */
 void hl_session_forget(hl_bot *bot)
 {
