@@ -15,7 +15,7 @@ PKGS    := libwebsockets libcjson libcurl openssl zlib
 CFLAGS  ?= -O2 -g
 WARN    := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev
 
 SRCS    := $(wildcard plugin/*.c)
 OBJS    := $(SRCS:plugin/%.c=$(BUILD)/obj/%.o)

@@ -87,6 +87,8 @@ static void engine_free(hl_engine *eng)
 	free(eng->status_json);
 	hl_log_free(eng->log);
 	hl_config_free(&eng->cfg);
+	if (eng->loop)
+		ev_loop_destroy(eng->loop);
 	free(eng);
 }
 

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include <cjson/cJSON.h>
+#include <ev.h>
 #include <libwebsockets.h>
 
 #include "heartline.h"
@@ -232,6 +233,18 @@ int hl_msgq_push(hl_msgq *q, const char *payload, size_t len, int front);
 hl_msg *hl_msgq_pop(hl_msgq *q);
 void hl_msgq_clear(hl_msgq *q);
 
+/*
+ * A one-shot timer of the net thread (net.c). libev keeps these in a
+ * heap; the sorted list behind lws_sul_schedule costs a walk over every
+ * pending timer for each one set, which with a thousand bots' heartbeats
+ * was most of the net thread's time.
+ */
+typedef struct hl_timer {
+	ev_timer w;
+	struct ev_loop *loop; /* set while it may be pending */
+	void (*cb)(struct hl_timer *t);
+} hl_timer;
+
 struct hl_down;
 
 typedef struct hl_bot {
@@ -258,8 +271,8 @@ typedef struct hl_bot {
 	int hb_acked;
 	int64_t hb_sent_ms;
 	int64_t hb_due_ms; /* when the heartbeat timer was meant to fire */
-	lws_sorted_usec_list_t hb_timer;
-	lws_sorted_usec_list_t retry_timer;
+	hl_timer hb_timer;
+	hl_timer retry_timer;
 	int attempts;         /* consecutive failed connects */
 	int64_t reconnect_ms; /* chosen delay for the next connect, or -1 */
 	int peer_close_code;  /* close code Discord sent, or 0 */
@@ -339,7 +352,7 @@ typedef struct hl_http {
 	char major[32];      /* its major parameter */
 	hl_job *parked;      /* waiting for a limit to pass */
 	int counted;         /* in its bucket's in-flight count */
-	lws_sorted_usec_list_t wait;
+	hl_timer wait;
 	int retries;
 	hl_job *held; /* a reply waiting for the journal's sync */
 	uint64_t jid; /* its journal entry, once durable, else 0 */
@@ -350,6 +363,7 @@ struct hl_engine {
 	hl_config cfg;
 	hl_log *log;
 	struct lws_context *lws;
+	struct ev_loop *loop; /* the net thread's, under lws */
 	struct lws_vhost *down_vh;
 	struct lws_vhost *up_vh;
 	struct ssl_ctx_st *tls; /* client TLS context for Discord */
@@ -411,6 +425,10 @@ int hl_front_run(hl_front *f);
 void hl_front_stop(hl_front *f);
 
 /* net.c */
+extern const lws_retry_bo_t hl_net_no_idle_check;
+void hl_timer_start(hl_engine *eng, hl_timer *t, int64_t ms,
+                    void (*cb)(hl_timer *t));
+void hl_timer_stop(hl_timer *t);
 void hl_net_adopt(hl_engine *eng, int fd);
 int hl_net_start(hl_engine *eng, char *err, size_t errlen);
 void hl_net_stop(hl_engine *eng);

@@ -323,9 +323,9 @@ static void send_now(hl_engine *eng, hl_http *h, hl_job *job, int64_t now)
 
 static void park(hl_engine *eng, hl_http *h, hl_job *job, int64_t ms);
 
-static void wake(lws_sorted_usec_list_t *sul)
+static void wake(hl_timer *timer)
 {
-	hl_http *h = lws_container_of(sul, hl_http, wait);
+	hl_http *h = lws_container_of(timer, hl_http, wait);
 	hl_engine *eng = h->eng;
 	hl_job *job = h->parked;
 	int64_t now = hl_mono_ms(), w;
@@ -349,7 +349,7 @@ static void park(hl_engine *eng, hl_http *h, hl_job *job, int64_t ms)
 {
 	h->parked = job;
 	h->limiter->waiting++;
-	lws_sul_schedule(eng->lws, 0, &h->wait, wake, ms * LWS_US_PER_MS);
+	hl_timer_start(eng, &h->wait, ms, wake);
 }
 
 void hl_limit_submit(hl_engine *eng, hl_http *h, hl_job *job)
@@ -394,7 +394,7 @@ void hl_limit_cancel(hl_http *h)
 {
 	if (h->parked == NULL)
 		return;
-	lws_sul_cancel(&h->wait);
+	hl_timer_stop(&h->wait);
 	h->limiter->waiting--;
 	hl_job_free(h->parked);
 	h->parked = NULL;

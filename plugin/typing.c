@@ -30,7 +30,7 @@ struct hl_typing {
 	int64_t asked_ms;   /* the host's last request */
 	int64_t blocked_ms; /* no request before this (429) */
 	int in_flight;
-	lws_sorted_usec_list_t timer;
+	hl_timer timer;
 };
 
 static hl_typing *find(hl_engine *eng, const hl_bot *bot, const char *ch)
@@ -53,7 +53,7 @@ static void drop(hl_typing *t, const char *why)
 	        "typing stopped bot=%s channel=%s reason=%s after_ms=%lld",
 	        t->bot->token_hash, t->channel, why,
 	        (long long)(hl_mono_ms() - t->started_ms));
-	lws_sul_cancel(&t->timer);
+	hl_timer_stop(&t->timer);
 	for (p = &eng->typings; *p; p = &(*p)->next) {
 		if (*p == t) {
 			*p = t->next;
@@ -86,9 +86,9 @@ static void send_typing(hl_typing *t)
 	hl_rest_submit(eng->rest, job);
 }
 
-static void tick(lws_sorted_usec_list_t *sul)
+static void tick(hl_timer *timer)
 {
-	hl_typing *t = lws_container_of(sul, hl_typing, timer);
+	hl_typing *t = lws_container_of(timer, hl_typing, timer);
 	const hl_config *cfg = &t->eng->cfg;
 	int64_t now = hl_mono_ms(), next = cfg->typing_interval_ms;
 
@@ -104,7 +104,7 @@ static void tick(lws_sorted_usec_list_t *sul)
 		next = t->blocked_ms - now;
 	else if (!t->in_flight)
 		send_typing(t);
-	lws_sul_schedule(t->eng->lws, 0, &t->timer, tick, next * LWS_US_PER_MS);
+	hl_timer_start(t->eng, &t->timer, next, tick);
 }
 
 void hl_typing_ask(hl_bot *bot, const char *channel)
@@ -129,9 +129,7 @@ void hl_typing_ask(hl_bot *bot, const char *channel)
 	hl_logf(eng->log, HL_DEBUG, "typing started bot=%s channel=%s",
 	        bot->token_hash, channel);
 	send_typing(t);
-	lws_sul_schedule(eng->lws, 0, &t->timer, tick,
-	                 (lws_usec_t)eng->cfg.typing_interval_ms *
-	                         LWS_US_PER_MS);
+	hl_timer_start(eng, &t->timer, eng->cfg.typing_interval_ms, tick);
 }
 
 void hl_typing_stop(hl_bot *bot, const char *channel, const char *why)

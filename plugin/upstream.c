@@ -106,8 +106,8 @@ void hl_bot_free(hl_bot *bot)
 {
 	if (bot == NULL)
 		return;
-	lws_sul_cancel(&bot->hb_timer);
-	lws_sul_cancel(&bot->retry_timer);
+	hl_timer_stop(&bot->hb_timer);
+	hl_timer_stop(&bot->retry_timer);
 	if (bot->up_wsi)
 		lws_set_wsi_user(bot->up_wsi, NULL);
 	if (bot->token) {
@@ -173,9 +173,9 @@ static void send_heartbeat(hl_bot *bot)
 	queue_up(bot, payload, (size_t)n, 1);
 }
 
-static void resend_later(lws_sorted_usec_list_t *sul)
+static void resend_later(hl_timer *timer)
 {
-	hl_bot *bot = lws_container_of(sul, hl_bot, retry_timer);
+	hl_bot *bot = lws_container_of(timer, hl_bot, retry_timer);
 
 	if (bot->up_wsi)
 		lws_callback_on_writable(bot->up_wsi);
@@ -197,10 +197,9 @@ static int on_writable(hl_bot *bot)
 		return 0;
 	if (!msg->urgent && budget_left(bot, now) <= 0) {
 		/* Wait for the oldest send to leave the window. */
-		lws_sul_schedule(bot->eng->lws, 0, &bot->retry_timer,
-		                 resend_later,
-		                 (bot->sends[0] + SEND_WINDOW_MS - now + 1) *
-		                         LWS_US_PER_MS);
+		hl_timer_start(bot->eng, &bot->retry_timer,
+		               bot->sends[0] + SEND_WINDOW_MS - now + 1,
+		               resend_later);
 		return 0;
 	}
 	msg = hl_msgq_pop(&bot->up_tx);
@@ -230,9 +229,9 @@ static void close_upstream(hl_bot *bot, int code)
 
 /* ---- connecting ------------------------------------------------------- */
 
-static void retry_fire(lws_sorted_usec_list_t *sul)
+static void retry_fire(hl_timer *timer)
 {
-	hl_bot *bot = lws_container_of(sul, hl_bot, retry_timer);
+	hl_bot *bot = lws_container_of(timer, hl_bot, retry_timer);
 
 	if (bot->up_state == UP_WAITING)
 		hl_up_start(bot);
@@ -241,8 +240,7 @@ static void retry_fire(lws_sorted_usec_list_t *sul)
 static void schedule_connect(hl_bot *bot, int64_t delay_ms)
 {
 	bot->up_state = UP_WAITING;
-	lws_sul_schedule(bot->eng->lws, 0, &bot->retry_timer, retry_fire,
-	                 (delay_ms > 0 ? delay_ms : 1) * LWS_US_PER_MS);
+	hl_timer_start(bot->eng, &bot->retry_timer, delay_ms, retry_fire);
 }
 
 /* Exponential backoff with full jitter, reset after a stable session. */
@@ -316,7 +314,7 @@ static int connect_to(hl_bot *bot, const char *url_text, const char *address)
 	ci.ssl_connection = url.tls ? LCCSCF_USE_SSL : 0;
 	ci.userdata = bot;
 	ci.pwsi = &bot->up_wsi;
-	ci.retry_and_idle_policy = NULL;
+	ci.retry_and_idle_policy = &hl_net_no_idle_check;
 
 	bot->up_state = UP_CONNECTING;
 	bot->up_close_code = 0;
@@ -327,9 +325,9 @@ static int connect_to(hl_bot *bot, const char *url_text, const char *address)
 	return 0;
 }
 
-static void unblock(lws_sorted_usec_list_t *sul)
+static void unblock(hl_timer *timer)
 {
-	hl_bot *bot = lws_container_of(sul, hl_bot, retry_timer);
+	hl_bot *bot = lws_container_of(timer, hl_bot, retry_timer);
 
 	if (bot->up_state == UP_BLOCKED)
 		hl_up_start(bot);
@@ -351,9 +349,8 @@ static int block_on_budget(hl_bot *bot)
 	        bot->token_hash, bot->starts_remaining,
 	        bot->eng->cfg.identify_reserve, (long long)(wait / 1000));
 	bot->up_state = UP_BLOCKED;
-	lws_sul_schedule(bot->eng->lws, 0, &bot->retry_timer, unblock,
-	                 (wait + (int64_t)(hl_random() * 1000)) *
-	                         LWS_US_PER_MS);
+	hl_timer_start(bot->eng, &bot->retry_timer,
+	               wait + (int64_t)(hl_random() * 1000), unblock);
 	return 1;
 }
 
@@ -398,9 +395,9 @@ void hl_up_on_gateway(hl_bot *bot, hl_job *job)
 
 /* ---- session ---------------------------------------------------------- */
 
-static void heartbeat_fire(lws_sorted_usec_list_t *sul)
+static void heartbeat_fire(hl_timer *timer)
 {
-	hl_bot *bot = lws_container_of(sul, hl_bot, hb_timer);
+	hl_bot *bot = lws_container_of(timer, hl_bot, hb_timer);
 	int64_t now = hl_mono_ms();
 
 	if (bot->up_wsi == NULL)
@@ -416,8 +413,8 @@ static void heartbeat_fire(lws_sorted_usec_list_t *sul)
 		bot->hb_late_max_ms = now - bot->hb_due_ms;
 	send_heartbeat(bot);
 	bot->hb_due_ms = now + bot->heartbeat_ms;
-	lws_sul_schedule(bot->eng->lws, 0, &bot->hb_timer, heartbeat_fire,
-	                 (lws_usec_t)bot->heartbeat_ms * LWS_US_PER_MS);
+	hl_timer_start(bot->eng, &bot->hb_timer, bot->heartbeat_ms,
+	               heartbeat_fire);
 }
 
 static void send_identify(hl_bot *bot)
@@ -442,9 +439,9 @@ static void send_identify(hl_bot *bot)
 	        bot->token_hash, bot->shard[0], bot->shard[1]);
 }
 
-static void identify_fire(lws_sorted_usec_list_t *sul)
+static void identify_fire(hl_timer *timer)
 {
-	hl_bot *bot = lws_container_of(sul, hl_bot, retry_timer);
+	hl_bot *bot = lws_container_of(timer, hl_bot, retry_timer);
 
 	if (bot->identify_pending && bot->up_wsi)
 		send_identify(bot);
@@ -481,8 +478,7 @@ static void on_hello(hl_bot *bot, cJSON *d)
 	bot->hb_sent_ms = 0;
 	first = (int64_t)(hl_random() * bot->heartbeat_ms);
 	bot->hb_due_ms = hl_mono_ms() + first;
-	lws_sul_schedule(bot->eng->lws, 0, &bot->hb_timer, heartbeat_fire,
-	                 (first > 0 ? first : 1) * LWS_US_PER_MS);
+	hl_timer_start(bot->eng, &bot->hb_timer, first, heartbeat_fire);
 
 	if (bot->session_id[0]) {
 		send_resume(bot);
@@ -497,8 +493,7 @@ static void on_hello(hl_bot *bot, cJSON *d)
 	bot->identify_pending = 1;
 	bot->up_state = UP_IDENTIFYING;
 	wait += (int64_t)(hl_random() * 250);
-	lws_sul_schedule(bot->eng->lws, 0, &bot->retry_timer, identify_fire,
-	                 wait * LWS_US_PER_MS);
+	hl_timer_start(bot->eng, &bot->retry_timer, wait, identify_fire);
 }
 
 /* Forgets the upstream session; the host's session goes with it. */
@@ -675,8 +670,8 @@ static void on_closed(hl_bot *bot, const char *why)
 	int code = bot->peer_close_code;
 	int64_t delay;
 
-	lws_sul_cancel(&bot->hb_timer);
-	lws_sul_cancel(&bot->retry_timer);
+	hl_timer_stop(&bot->hb_timer);
+	hl_timer_stop(&bot->retry_timer);
 	bot->up_wsi = NULL;
 	hl_buf_free(&bot->up_rx);
 	hl_msgq_clear(&bot->up_tx);
@@ -768,8 +763,8 @@ int hl_up_callback(struct lws *wsi, enum lws_callback_reasons reason, void *in,
 /* Ends the connection without ending the session (engine stop). */
 void hl_up_shutdown(hl_bot *bot)
 {
-	lws_sul_cancel(&bot->hb_timer);
-	lws_sul_cancel(&bot->retry_timer);
+	hl_timer_stop(&bot->hb_timer);
+	hl_timer_stop(&bot->retry_timer);
 	if (bot->up_wsi)
 		close_upstream(bot, CLOSE_RESUMABLE);
 }

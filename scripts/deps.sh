@@ -7,8 +7,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/scripts/env.sh"
 
-debs="libwebsockets-dev libcjson-dev libcurl4-openssl-dev libssl-dev zlib1g-dev
-pkg-config openssl clang libclang-rt-14-dev clang-format gnuplot-nox"
+debs="libwebsockets-dev libwebsockets-evlib-ev libev-dev libcjson-dev
+libcurl4-openssl-dev libssl-dev zlib1g-dev pkg-config openssl clang
+libclang-rt-14-dev clang-format gnuplot-nox"
 
 missing=""
 for p in $debs; do
