@@ -6,7 +6,8 @@
 #   make demo     the embedded demo: fake Discord, slow model, 5 bots
 #   make check    style: clang-format over the C sources
 #   make package  the OpenClaw plugin tarball
-#   make fuzz     the journal loader under libFuzzer, FUZZ_SECONDS long
+#   make fuzz     the journal loader and the frame scan under libFuzzer,
+#                 FUZZ_SECONDS each
 
 BUILD   ?= build
 LIB     := $(BUILD)/libheartline.so

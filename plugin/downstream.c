@@ -107,9 +107,45 @@ static void rewrite_ready(hl_bot *bot, cJSON *d)
 	cJSON_AddStringToObject(d, "resume_gateway_url", bot->eng->ws_origin);
 }
 
+/*
+ * Numbers the dispatch for the host's session, sends it if the host is
+ * there and keeps it for replay. The payload is spliced in as it came.
+ */
+void hl_down_dispatch_raw(hl_bot *bot, const char *t, size_t tlen,
+                          const char *d, size_t dlen)
+{
+	static const char head[] = "{\"op\":0,\"t\":\"";
+	char seq[48], *frame, *p;
+	size_t seqlen, len;
+
+	seqlen = (size_t)snprintf(seq, sizeof(seq), "\",\"s\":%lld,\"d\":",
+	                          (long long)(bot->ds_seq + 1));
+	len = sizeof(head) - 1 + tlen + seqlen + dlen + 1;
+	frame = malloc(len + 1);
+	if (frame == NULL)
+		return;
+	p = frame;
+	memcpy(p, head, sizeof(head) - 1);
+	p += sizeof(head) - 1;
+	memcpy(p, t, tlen);
+	p += tlen;
+	memcpy(p, seq, seqlen);
+	p += seqlen;
+	memcpy(p, d, dlen);
+	p += dlen;
+	*p++ = '}';
+	*p = '\0';
+
+	bot->ds_seq++;
+	if (bot->down && bot->down->identified) {
+		hl_down_send(bot->down, frame, len);
+		bot->ds_bound = 1;
+	}
+	hl_replay_push(&bot->replay, frame, len);
+}
+
 void hl_down_dispatch(hl_bot *bot, const char *t, cJSON *d)
 {
-	hl_buf b = { 0 };
 	char *dtext;
 
 	if (strcmp(t, "READY") == 0)
@@ -117,19 +153,8 @@ void hl_down_dispatch(hl_bot *bot, const char *t, cJSON *d)
 	dtext = cJSON_PrintUnformatted(d);
 	if (dtext == NULL)
 		return;
-	bot->ds_seq++;
-	if (hl_buf_appendf(&b, "{\"op\":0,\"t\":\"%s\",\"s\":%lld,\"d\":%s}", t,
-	                   (long long)bot->ds_seq, dtext) != 0) {
-		free(dtext);
-		hl_buf_free(&b);
-		return;
-	}
+	hl_down_dispatch_raw(bot, t, strlen(t), dtext, strlen(dtext));
 	free(dtext);
-	if (bot->down && bot->down->identified) {
-		hl_down_send(bot->down, b.data, b.len);
-		bot->ds_bound = 1;
-	}
-	hl_replay_push(&bot->replay, b.data, b.len);
 }
 
 /* Sends everything after seq in the current session. */

@@ -424,6 +424,25 @@ hl_front *hl_front_bind(hl_engine *eng, int port, char *err, size_t errlen);
 int hl_front_run(hl_front *f);
 void hl_front_stop(hl_front *f);
 
+/* frame.c: where the top-level fields of a gateway frame are */
+#define HL_FRAME_NONE (-1) /* absent or null */
+#define HL_FRAME_ODD (-2)  /* present, but not a small integer */
+
+typedef struct hl_frame {
+	int op;        /* or HL_FRAME_NONE / HL_FRAME_ODD */
+	const char *t; /* the event name inside its quotes, or NULL */
+	size_t tlen;
+	int odd;       /* a top-level key has escapes, or "t" is neither
+	                  null nor a string without them */
+	int64_t s;     /* or HL_FRAME_NONE / HL_FRAME_ODD */
+	const char *d; /* the bytes of the value of "d", or NULL */
+	size_t dlen;
+	unsigned seen;
+} hl_frame;
+
+/* 0 when text is one well-formed JSON object, else -1. */
+int hl_frame_scan(const char *text, size_t len, hl_frame *f);
+
 /* net.c */
 extern const lws_retry_bo_t hl_net_no_idle_check;
 void hl_timer_start(hl_engine *eng, hl_timer *t, int64_t ms,
@@ -452,6 +471,8 @@ int hl_up_send(hl_bot *bot, const char *payload, size_t len);
 int hl_down_callback(struct lws *wsi, enum lws_callback_reasons reason,
                      void *user, void *in, size_t len);
 void hl_down_dispatch(hl_bot *bot, const char *t, cJSON *d);
+void hl_down_dispatch_raw(hl_bot *bot, const char *t, size_t tlen,
+                          const char *d, size_t dlen);
 void hl_down_session_new(hl_bot *bot);
 void hl_down_session_start(hl_bot *bot);
 void hl_down_invalidate(hl_bot *bot);

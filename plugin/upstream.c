@@ -617,12 +617,46 @@ static void on_dispatch(hl_bot *bot, cJSON *msg, int has_cdn)
 	hl_down_dispatch(bot, t->valuestring, d);
 }
 
+static int name_is(const char *p, size_t n, const char *name)
+{
+	return n == strlen(name) && memcmp(p, name, n) == 0;
+}
+
+/*
+ * A dispatch that goes to the host as it came, without a parse: not one
+ * that changes the session (READY, RESUMED, the guild snapshots), not
+ * one held for a session being restored, and not one with CDN links to
+ * rewrite. Returns 1 when it was forwarded here.
+ */
+static int forward_as_is(hl_bot *bot, const hl_frame *f, int has_cdn)
+{
+	if (f->op != 0 || f->odd || f->t == NULL || f->d == NULL || has_cdn ||
+	    f->s == HL_FRAME_ODD || bot->restoring)
+		return 0;
+	if (name_is(f->t, f->tlen, "READY") ||
+	    name_is(f->t, f->tlen, "RESUMED") ||
+	    name_is(f->t, f->tlen, "GUILD_CREATE") ||
+	    name_is(f->t, f->tlen, "GUILD_DELETE"))
+		return 0;
+	if (f->s >= 0)
+		bot->up_seq = f->s;
+	bot->dispatches++;
+	hl_down_dispatch_raw(bot, f->t, f->tlen, f->d, f->dlen);
+	return 1;
+}
+
 static void on_message(hl_bot *bot, const char *text, size_t len)
 {
-	cJSON *msg = cJSON_ParseWithLength(text, len);
-	cJSON *op = cJSON_GetObjectItemCaseSensitive(msg, "op");
-	cJSON *d = cJSON_GetObjectItemCaseSensitive(msg, "d");
+	int has_cdn = memmem(text, len, "discordapp.", 11) != NULL;
+	hl_frame f;
+	cJSON *msg, *op, *d;
 
+	if (hl_frame_scan(text, len, &f) == 0 &&
+	    forward_as_is(bot, &f, has_cdn))
+		return;
+	msg = cJSON_ParseWithLength(text, len);
+	op = cJSON_GetObjectItemCaseSensitive(msg, "op");
+	d = cJSON_GetObjectItemCaseSensitive(msg, "d");
 	if (!cJSON_IsNumber(op)) {
 		hl_logf(bot->eng->log, HL_WARN,
 		        "upstream sent a malformed frame bot=%s bytes=%zu",
@@ -632,8 +666,7 @@ static void on_message(hl_bot *bot, const char *text, size_t len)
 	}
 	switch (op->valueint) {
 	case 0:
-		on_dispatch(bot, msg,
-		            memmem(text, len, "discordapp.", 11) != NULL);
+		on_dispatch(bot, msg, has_cdn);
 		break;
 	case 1:
 		send_heartbeat(bot);

@@ -8,16 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ensure.h"
 #include "journal.h"
-
-#define ENSURE(cond)                                                           \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			fprintf(stderr, "%s:%d: broken: %s\n", __FILE__,       \
-			        __LINE__, #cond);                              \
-			abort();                                               \
-		}                                                              \
-	} while (0)
 
 static int all_hex(const char *s)
 {

@@ -1,6 +1,7 @@
 /*
  * test_parsers.c - the engine's small parsers and buffers: configuration,
- * URLs, the replay buffer, CDN rewriting and the log buffer.
+ * URLs, the replay buffer, CDN rewriting, the log buffer and the scan of
+ * gateway frames.
  */
 #include <stdlib.h>
 
@@ -193,6 +194,95 @@ static void log_drain_whole_records(void)
 	hl_log_free(log);
 }
 
+static int scan_text(const char *text, hl_frame *f)
+{
+	return hl_frame_scan(text, strlen(text), f);
+}
+
+static void frame_scan_finds_the_fields(void)
+{
+	static const char text[] = "{\"op\":0,\"t\":\"MESSAGE_CREATE\",\"s\":"
+	                           "42,\"d\":{\"id\":\"1\","
+	                           "\"content\":\"a \\\"q\\\" "
+	                           "\\u00e9\",\"n\":[1,-2.5e3,true,false,"
+	                           "null,{}]}}";
+	const char *d = strstr(text, "{\"id\"");
+	hl_frame f;
+
+	CHECK(hl_frame_scan(text, strlen(text), &f) == 0);
+	CHECK(f.op == 0);
+	CHECK(f.tlen == 14 && memcmp(f.t, "MESSAGE_CREATE", 14) == 0);
+	CHECK(f.s == 42);
+	CHECK(f.d == d && f.dlen == strlen(d) - 1);
+
+	CHECK(scan_text(" { \"op\" : 11 , \"d\" : null } ", &f) == 0);
+	CHECK(f.op == 11 && f.t == NULL && !f.odd);
+	CHECK(f.s == HL_FRAME_NONE && f.dlen == 4 &&
+	      memcmp(f.d, "null", 4) == 0);
+
+	CHECK(scan_text("{\"t\":null,\"s\":null,\"op\":10,\"d\":{}}", &f) == 0);
+	CHECK(f.op == 10 && f.t == NULL && f.s == HL_FRAME_NONE);
+
+	/* What the caller must not splice blindly is marked, not dropped. */
+	CHECK(scan_text("{\"op\":0,\"t\":\"A\\u0042\",\"s\":1.5,\"d\":1}",
+	                &f) == 0);
+	CHECK(f.t == NULL && f.odd && f.s == HL_FRAME_ODD);
+	CHECK(scan_text("{\"op\":300,\"op\":1,\"t\":7}", &f) == 0);
+	CHECK(f.op == HL_FRAME_ODD && f.t == NULL && f.odd);
+	CHECK(scan_text("{\"op\":0,\"op\":1}", &f) == 0 && f.op == 0);
+	CHECK(scan_text("{\"o\\u0070\":1,\"op\":0}", &f) == 0 && f.odd);
+}
+
+static void frame_scan_refuses_what_is_not_json(void)
+{
+	static const char *const bad[] = {
+		"",
+		"[]",
+		"{",
+		"{\"op\":0",
+		"{\"op\":0,}",
+		"{\"op\":01}",
+		"{\"op\":0} x",
+		"{op:0}",
+		"{\"d\":tru}",
+		"{\"d\":\"a\x01\"}",
+		"{\"d\":\"\\q\"}",
+		"{\"d\":\"\\u12\"}",
+		"{\"d\":\"open}",
+		"{\"d\":[1,]}",
+		"{\"d\":{\"a\" 1}}",
+		"{\"d\":{\"a\":1,}}",
+		"{\"d\":-}",
+		"{\"d\":1.}",
+		"{\"d\":1e}",
+		"{\"d\":+1}",
+		"{\"d\":[}",
+	};
+	char deep[2100];
+	hl_frame f;
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (scan_text(bad[i], &f) != -1) {
+			fprintf(stderr, "accepted: %s\n", bad[i]);
+			CHECK(0);
+		}
+	}
+	/* A NUL inside the length is not the end of the text. */
+	CHECK(hl_frame_scan("{\"op\":0}\0", 9, &f) == -1);
+
+	/* Nesting deeper than cJSON takes is refused, not followed. */
+	memcpy(deep, "{\"d\":", 5);
+	memset(deep + 5, '[', 1001);
+	memset(deep + 1006, ']', 1001);
+	deep[2007] = '}';
+	CHECK(hl_frame_scan(deep, 2008, &f) == -1);
+	CHECK(hl_frame_scan(deep + 4, 1, &f) == -1);
+	memset(deep + 5 + 999, ' ', 2);
+	memset(deep + 1006, ' ', 2);
+	CHECK(hl_frame_scan(deep, 2008, &f) == 0);
+}
+
 int main(void)
 {
 	RUN(config_defaults);
@@ -203,5 +293,7 @@ int main(void)
 	RUN(replay_grows_to_cap);
 	RUN(rewrite_cdn_links);
 	RUN(log_drain_whole_records);
+	RUN(frame_scan_finds_the_fields);
+	RUN(frame_scan_refuses_what_is_not_json);
 	return CHECK_DONE();
 }
