@@ -21,6 +21,9 @@
 #include "internal.h"
 
 #define DOWN_HEARTBEAT_MS 41250
+/* Frames written to one host connection per writable callback, at most:
+ * enough to save loop turns, few enough that no bot waits long. */
+#define WRITES_PER_TURN 16
 
 static void close_down(hl_down *down, int code)
 {
@@ -404,6 +407,7 @@ static void on_message(hl_down *down, const char *text, size_t len)
 static int on_writable(hl_down *down)
 {
 	hl_msg *m;
+	int n;
 
 	if (down->close_code && down->tx.head == NULL) {
 		lws_close_reason(down->wsi,
@@ -411,15 +415,22 @@ static int on_writable(hl_down *down)
 		                 0);
 		return -1;
 	}
-	m = hl_msgq_pop(&down->tx);
-	if (m == NULL)
-		return 0;
-	if (lws_write(down->wsi, m->data + LWS_PRE, m->len, LWS_WRITE_TEXT) <
-	    (int)m->len) {
+	/*
+	 * Several frames per turn of the loop: while the kernel takes them
+	 * whole. A short send leaves its rest buffered in libwebsockets, and
+	 * then the next frame waits for the next writable callback.
+	 */
+	for (n = 0; n < WRITES_PER_TURN && down->tx.head; n++) {
+		if (n > 0 && lws_partial_buffered(down->wsi))
+			break;
+		m = hl_msgq_pop(&down->tx);
+		if (lws_write(down->wsi, m->data + LWS_PRE, m->len,
+		              LWS_WRITE_TEXT) < (int)m->len) {
+			free(m);
+			return -1;
+		}
 		free(m);
-		return -1;
 	}
-	free(m);
 	if (down->tx.head || down->close_code)
 		lws_callback_on_writable(down->wsi);
 	return 0;

@@ -83,13 +83,32 @@ static int skip_unicode(scan *s)
 	return 0;
 }
 
+/* The bytes that end a plain run inside a string: quote, backslash and
+ * the control characters, which JSON does not allow unescaped. */
+static const unsigned char string_stop[256] = {
+	1,         1,          1, 1, 1, 1, 1, 1,
+	1,         1,          1, 1, 1, 1, 1, 1, /* 0x00 - 0x0f */
+	1,         1,          1, 1, 1, 1, 1, 1,
+	1,         1,          1, 1, 1, 1, 1, 1, /* 0x10 - 0x1f */
+	['"'] = 1, ['\\'] = 1,
+};
+
 /* A string, the opening quote at s->p; sets *escaped if it has any. */
 static int skip_string(scan *s, int *escaped)
 {
 	s->p++;
 	while (s->p < s->end) {
-		unsigned char c = (unsigned char)*s->p++;
+		unsigned char c;
 
+		while (s->end - s->p >= 4 &&
+		       !(string_stop[(unsigned char)s->p[0]] |
+		         string_stop[(unsigned char)s->p[1]] |
+		         string_stop[(unsigned char)s->p[2]] |
+		         string_stop[(unsigned char)s->p[3]]))
+			s->p += 4;
+		if (s->p >= s->end)
+			break;
+		c = (unsigned char)*s->p++;
 		if (c == '"')
 			return 0;
 		if (c < 0x20)
