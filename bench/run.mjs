@@ -35,6 +35,10 @@ import { stormScenario } from "./scenarios/storm.mjs";
 const JITTER_MIN_MS = 1000; // heartline's default reconnect_jitter_min_ms
 const JITTER_MAX_MS = 15000; // and reconnect_jitter_max_ms
 
+const CLASSIC_GROUPS = "X25519:P-256";
+const MEMORY_VARIANTS = [{ replay_buffer: 2000 }, { replay_buffer: 16 },
+  { replay_buffer: 16, tls_groups: CLASSIC_GROUPS }];
+
 const FULL = {
   smoke: false,
   heartbeat: [
@@ -43,7 +47,7 @@ const FULL = {
   ],
   intervalMs: 5000, measurePeriods: 4, trafficMs: 8000, settleMs: 2000,
   targetN: 1000,
-  engineMemory: [{ n: 100, replay: [2000, 16] }, { n: 1000, replay: [2000, 16] }],
+  engineMemory: [100, 1000].map((n) => ({ n, variants: MEMORY_VARIANTS })),
   forward: { shardsPerSide: 8, repeats: 3, latencyMs: 5000, gapMs: 2, blastMs: 5000 },
   rest: { bots: 200, requests: 2000, blastMs: 4000, parallel: 16, repeats: 3 },
   storm: { n: 1000, repeats: 2, timeoutMs: 60000, settleMs: 2000,
@@ -56,7 +60,7 @@ const SMOKE = {
   heartbeat: [{ n: 4, contenders: ["heartline", "djs-simple", "djs-worker", "openclaw"], repeats: 1 }],
   intervalMs: 1000, measurePeriods: 2, trafficMs: 1000, settleMs: 300,
   targetN: 4,
-  engineMemory: [{ n: 4, replay: [2000, 16] }],
+  engineMemory: [{ n: 4, variants: MEMORY_VARIANTS }],
   forward: { shardsPerSide: 2, repeats: 1, latencyMs: 800, gapMs: 2, blastMs: 800 },
   rest: { bots: 10, requests: 100, blastMs: 500, parallel: 4, repeats: 1 },
   storm: { n: 4, repeats: 1, timeoutMs: 15000, settleMs: 300,
@@ -152,16 +156,18 @@ async function main() {
 
   const memRuns = [];
   for (const em of config.engineMemory) {
-    log(`engine memory: N=${em.n}, replay_buffer ${em.replay.join(" and ")}`);
+    log(`engine memory: N=${em.n}, ${em.variants.length} configurations`);
     const runs = await guard("engine memory", () => engineMemoryScenario({
-      n: em.n, replayBuffers: em.replay, settleMs: config.settleMs, log }));
+      n: em.n, variants: em.variants, settleMs: config.settleMs, log }));
     if (runs) memRuns.push(...runs);
   }
   if (memRuns.length) {
-    const at = (n, replay) => memRuns.find((r) => r.n === n && r.replay_buffer === replay)?.idle_kib_per_bot;
+    const at = (n, replay, groups = null) => memRuns.find((r) => r.n === n && r.replay_buffer === replay &&
+      r.tls_groups === groups)?.idle_kib_per_bot;
     const n = Math.max(...memRuns.map((r) => r.n));
-    summary.engine_memory = { runs: memRuns, n,
-      beyond_replay_kib_per_bot: at(n, 16), default_kib_per_bot: at(n, 2000) };
+    summary.engine_memory = { runs: memRuns, n, classic_groups: CLASSIC_GROUPS,
+      beyond_replay_kib_per_bot: at(n, 16), default_kib_per_bot: at(n, 2000),
+      classic_kib_per_bot: at(n, 16, CLASSIC_GROUPS) };
     raw.engine_memory = memRuns;
   }
 

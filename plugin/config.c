@@ -33,6 +33,7 @@ static const struct field fields[] = {
 	FIELD("cdn_base", F_URL, cdn_base, 0, 0),
 	FIELD("media_base", F_URL, media_base, 0, 0),
 	FIELD("ca_file", F_STRING, ca_file, 0, 0),
+	FIELD("tls_groups", F_STRING, tls_groups, 0, 0),
 	FIELD("state_dir", F_STRING, state_dir, 0, 0),
 	FIELD("replay_buffer", F_INT, replay_buffer, 16, 1000000),
 	FIELD("log_level", F_LEVEL, log_level, 0, 0),
@@ -55,7 +56,7 @@ static int same_string(const char *a, const char *b)
 /*
  * The name of the first key that differs between a and b and that a
  * running engine cannot take on (the port, the upstream addresses, the
- * CA file, the state directory), or NULL when every difference can be
+ * TLS settings, the state directory), or NULL when every difference can be
  * applied live.
  */
 const char *hl_config_fixed_change(const hl_config *a, const hl_config *b)
@@ -233,6 +234,7 @@ void hl_config_free(hl_config *cfg)
 	free(cfg->cdn_base);
 	free(cfg->media_base);
 	free(cfg->ca_file);
+	free(cfg->tls_groups);
 	free(cfg->state_dir);
 	memset(cfg, 0, sizeof(*cfg));
 }

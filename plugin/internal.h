@@ -73,6 +73,7 @@ typedef struct hl_config {
 	char *cdn_base;    /* upstream for cdn.discordapp.com */
 	char *media_base;  /* upstream for media.discordapp.net */
 	char *ca_file;     /* extra CA bundle for TLS, or NULL */
+	char *tls_groups;  /* TLS key exchange groups, or NULL */
 	char *state_dir;   /* the reply journal's directory, or NULL */
 	int replay_buffer; /* dispatches kept per bot for RESUME */
 	enum hl_level log_level;

@@ -315,21 +315,39 @@ static void lws_log_sink(int level, const char *line)
  * plus the configured file. Ours rather than lws's, so that it is freed
  * with the engine.
  */
-static SSL_CTX *client_tls_new(const char *ca_file)
+static SSL_CTX *client_tls_new(const hl_config *cfg, char *err, size_t errlen)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 
-	if (ctx == NULL)
-		return NULL;
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	if (SSL_CTX_set_default_verify_paths(ctx) != 1 ||
-	    (ca_file &&
-	     SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1)) {
-		SSL_CTX_free(ctx);
+	if (ctx == NULL) {
+		snprintf(err, errlen, "cannot create the TLS context");
 		return NULL;
 	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	/* An idle bot holds no 16 KiB record buffers, in and out. */
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if (SSL_CTX_set_default_verify_paths(ctx) != 1 ||
+	    (cfg->ca_file &&
+	     SSL_CTX_load_verify_locations(ctx, cfg->ca_file, NULL) != 1)) {
+		snprintf(err, errlen, "config: ca_file: cannot load %s",
+		         cfg->ca_file ? cfg->ca_file
+		                      : "the system's CA certificates");
+		goto fail;
+	}
+	if (cfg->tls_groups &&
+	    SSL_CTX_set1_groups_list(ctx, cfg->tls_groups) != 1) {
+		snprintf(err, errlen,
+		         "config: tls_groups: \"%s\" names a group this TLS "
+		         "library does not offer",
+		         cfg->tls_groups);
+		goto fail;
+	}
 	return ctx;
+
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
 }
 
 int hl_net_start(hl_engine *eng, char *err, size_t errlen)
@@ -378,13 +396,9 @@ int hl_net_start(hl_engine *eng, char *err, size_t errlen)
 	snprintf(eng->ws_origin, sizeof(eng->ws_origin), "ws://127.0.0.1:%d",
 	         eng->port);
 
-	eng->tls = client_tls_new(eng->cfg.ca_file);
-	if (eng->tls == NULL) {
-		snprintf(err, errlen, "config: ca_file: cannot load %s",
-		         eng->cfg.ca_file ? eng->cfg.ca_file
-		                          : "the system's CA certificates");
+	eng->tls = client_tls_new(&eng->cfg, err, errlen);
+	if (eng->tls == NULL)
 		goto fail;
-	}
 	memset(&info, 0, sizeof(info));
 	info.vhost_name = "upstream";
 	info.port = CONTEXT_PORT_NO_LISTEN;

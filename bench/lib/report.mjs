@@ -165,7 +165,8 @@ export function targets(summary, config) {
   if (mem?.beyond_replay_kib_per_bot !== undefined) {
     list.push(target(`memory <= 64 KiB per idle bot beyond the replay buffers (${mem.n} bots)`,
       `${fmt(mem.beyond_replay_kib_per_bot, 1)} KiB (engine alone, replay_buffer 16); ` +
-      `${fmt(mem.default_kib_per_bot, 1)} KiB with the default 2000`,
+      `${fmt(mem.default_kib_per_bot, 1)} KiB with the default 2000; ` +
+      `${fmt(mem.classic_kib_per_bot, 1)} KiB with tls_groups ${mem.classic_groups}`,
       mem.beyond_replay_kib_per_bot <= 64));
   }
   const fw = summary.forward;
@@ -314,8 +315,8 @@ export function markdown({ summary, config, machineInfo, command, plots, failure
   const em = summary.engine_memory;
   if (em) {
     say("heartline's engine alone (host process with no clients; the clients in another process):",
-      table(["N", "replay_buffer", "idle KiB/bot"], em.runs.map((r) =>
-        [r.n, r.replay_buffer, fmt(r.idle_kib_per_bot, 1)])));
+      table(["N", "replay_buffer", "tls_groups", "idle KiB/bot"], em.runs.map((r) =>
+        [r.n, r.replay_buffer, r.tls_groups ?? "(the TLS library's default)", fmt(r.idle_kib_per_bot, 1)])));
   }
 
   const fw = summary.forward;

@@ -223,6 +223,20 @@ describe("engine edges", () => {
     }
   });
 
+  test("tls_groups limits the key exchange; a group TLS lacks is refused", async () => {
+    const engine = startEngine({ ...configFor(fake), tls_groups: "X25519" });
+    try {
+      const res = await fetch(`${engine.origin}/api/v10/users/@me`, {
+        headers: { authorization: `Bot ${fake.info.bots[0].token}` },
+      });
+      assert.equal(res.status, 200);
+    } finally {
+      engine.stop();
+    }
+    assert.throws(() => startEngine({ ...configFor(fake), tls_groups: "X25519:nonesuch" }),
+      /^Error: config: tls_groups: "X25519:nonesuch" names a group/);
+  });
+
   test("a multipart upload is forwarded byte for byte", async () => {
     const engine = startEngine(configFor(fake));
     try {
