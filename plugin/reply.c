@@ -393,17 +393,37 @@ fail:
 }
 
 /*
- * XXX: every pending entry is sent again in journal order, edits too; an
- * edit that failed for good while a later edit of the same message got
- * through can turn a finished streamed reply back into a partial one.
- * Only the newest edit per message should go.
+ * An edit is superseded when a later pending entry of the same bot edits
+ * the same message: an edit replaces the message's content, so sending
+ * the older one after the newer could turn a finished streamed reply
+ * back into a partial one. Entries are in journal order.
  */
+static int superseded_edit(const hl_jscan *r, size_t i)
+{
+	const hl_jentry *e = r->pending[i];
+	size_t j;
+
+	if (strcmp(e->method, "PATCH") != 0)
+		return 0;
+	for (j = i + 1; j < r->npending; j++) {
+		const hl_jentry *later = r->pending[j];
+
+		if (strcmp(later->key, e->key) == 0 &&
+		    strcmp(later->method, "PATCH") == 0 &&
+		    strcmp(later->path, e->path) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Sends again what an earlier run left pending for the bot of token:
+ * message creates and, of the edits of each message, the newest. */
 void hl_reply_resend(hl_engine *eng, const char *token)
 {
 	hl_jscan *r = &eng->recovered;
 	char key[65], hash[9];
 	size_t i, kept = 0;
-	int sent = 0;
+	int sent = 0, skipped = 0;
 	int64_t oldest = 0, now = hl_now_ms();
 
 	if (r->npending == 0)
@@ -414,6 +434,13 @@ void hl_reply_resend(hl_engine *eng, const char *token)
 
 		if (strcmp(e->key, key) != 0) {
 			r->pending[kept++] = e;
+			continue;
+		}
+		if (superseded_edit(r, i)) {
+			journal_done(eng, e->id);
+			hl_jentry_free(e);
+			r->pending[i] = NULL;
+			skipped++;
 			continue;
 		}
 		if (!is_reply_route(e->method, e->path)) {
@@ -436,6 +463,7 @@ void hl_reply_resend(hl_engine *eng, const char *token)
 		return;
 	hl_token_hash(token, hash);
 	hl_logf(eng->log, HL_INFO,
-	        "journal resending bot=%s replies=%d oldest_ms=%lld", hash,
-	        sent, (long long)oldest);
+	        "journal resending bot=%s replies=%d oldest_ms=%lld "
+	        "older_edits_dropped=%d",
+	        hash, sent, (long long)oldest, skipped);
 }

@@ -235,6 +235,63 @@ describe("reply journal", () => {
     }
   });
 
+  test("after a restart only the newest pending edit of a message is sent", async () => {
+    const fake = await startFake({ bots: 1 });
+    const stateDir = join(mkdtempSync(join(tmpdir(), "hl-journal-")), "state");
+    const config = configFor(fake, { state_dir: stateDir });
+    const { token } = fake.info.bots[0];
+    const { channel_id } = await fake.dm(0, "hello");
+    const headers = { authorization: `Bot ${token}`, "content-type": "application/json" };
+    const journalHas = (text) => readFileSync(join(stateDir, "journal")).includes(text);
+    const edits = async () => (await fake.record()).messages
+      .filter((m) => m.method === "PATCH").map((m) => m.content);
+    try {
+      let engine = startEngine(config);
+      const base = `${engine.origin}/api/v10/channels/${channel_id}/messages`;
+      const created = await (await fetch(base, {
+        method: "POST", headers, body: JSON.stringify({ content: "edit 0" }),
+      })).json();
+      // Discord sits on the edits of this streamed reply, so all three
+      // are still pending when the engine goes; each is journaled before
+      // the next is made, so the journal has them in order.
+      await fake.fault({ route: "PATCH /channels/:channel/messages/:message", count: 3,
+        status: null, delay_ms: 30000 });
+      for (const n of [1, 2, 3]) {
+        fetch(`${base}/${created.id}`, {
+          method: "PATCH", headers, body: JSON.stringify({ content: `edit ${n}` }),
+        }).catch(() => {});
+        await waitFor(`edit ${n} on disk`, () => journalHas(`"edit ${n}"`));
+      }
+      engine.stop();
+      await fake.clearFaults();
+
+      engine = startEngine(config);
+      try {
+        await fetch(`${engine.origin}/api/v10/users/@me`, { headers });
+        await waitFor("the newest edit resent", async () => (await edits()).length > 0, 10000);
+        await sleep(500);
+        assert.deepEqual(await edits(), ["edit 3"]);
+        assert.ok(engine.logs().some((l) =>
+          /journal resending bot=\w+ replies=1 .*older_edits_dropped=2/.test(l.msg)));
+      } finally {
+        engine.stop();
+      }
+      // The two older edits are done for good: a third start sends nothing.
+      engine = startEngine(config);
+      try {
+        await fetch(`${engine.origin}/api/v10/users/@me`, { headers });
+        await sleep(500);
+        assert.deepEqual(await edits(), ["edit 3"]);
+        assert.ok(!engine.logs().some((l) => /journal resending/.test(l.msg)));
+      } finally {
+        engine.stop();
+      }
+    } finally {
+      await fake.stop();
+      rmSync(dirname(stateDir), { recursive: true, force: true });
+    }
+  });
+
   test("a state directory in use by another engine is refused by name", () => {
     const dir = mkdtempSync(join(tmpdir(), "hl-journal-"));
     const stateDir = join(dir, "state");
