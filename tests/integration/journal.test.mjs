@@ -66,6 +66,17 @@ function assertNoToken(stateDir, token) {
   }
 }
 
+// A fake with one bot that has a DM channel, and an engine configuration
+// with a fresh state directory.
+async function oneBotWithState() {
+  const fake = await startFake({ bots: 1 });
+  const stateDir = join(mkdtempSync(join(tmpdir(), "hl-journal-")), "state");
+  const { token } = fake.info.bots[0];
+  const { channel_id } = await fake.dm(0, "hello");
+  return { fake, stateDir, config: configFor(fake, { state_dir: stateDir }), channel_id,
+    headers: { authorization: `Bot ${token}`, "content-type": "application/json" } };
+}
+
 describe("reply journal", () => {
   test("a reply whose answer is lost in a 5xx is sent again and kept once", async () => {
     const fake = await startFake({ bots: 1 });
@@ -184,12 +195,7 @@ describe("reply journal", () => {
   });
 
   test("a damaged journal keeps its good entries, says what it dropped, and sends them", async () => {
-    const fake = await startFake({ bots: 1 });
-    const stateDir = join(mkdtempSync(join(tmpdir(), "hl-journal-")), "state");
-    const config = configFor(fake, { state_dir: stateDir });
-    const { token } = fake.info.bots[0];
-    const { channel_id } = await fake.dm(0, "hello");
-    const headers = { authorization: `Bot ${token}`, "content-type": "application/json" };
+    const { fake, stateDir, config, channel_id, headers } = await oneBotWithState();
     try {
       // Discord sits on these replies, so the journal still has all three
       // when the engine goes.
@@ -236,12 +242,7 @@ describe("reply journal", () => {
   });
 
   test("after a restart only the newest pending edit of a message is sent", async () => {
-    const fake = await startFake({ bots: 1 });
-    const stateDir = join(mkdtempSync(join(tmpdir(), "hl-journal-")), "state");
-    const config = configFor(fake, { state_dir: stateDir });
-    const { token } = fake.info.bots[0];
-    const { channel_id } = await fake.dm(0, "hello");
-    const headers = { authorization: `Bot ${token}`, "content-type": "application/json" };
+    const { fake, stateDir, config, channel_id, headers } = await oneBotWithState();
     const journalHas = (text) => readFileSync(join(stateDir, "journal")).includes(text);
     const edits = async () => (await fake.record()).messages
       .filter((m) => m.method === "PATCH").map((m) => m.content);
