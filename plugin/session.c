@@ -15,7 +15,10 @@
  * over in the same process) RESUMEs instead: the checkpoint also holds
  * the downstream session id and sequence, and the host's IDENTIFY less
  * its token, so that RESUME is taken and only what comes after it is
- * sent.
+ * sent. The final checkpoint of a stopping engine adds the dispatches
+ * the host has not confirmed by a heartbeat, as they were sent, since
+ * some may still have been queued for it when the engine stopped; the
+ * next engine replays those after the host's sequence.
  *
  * Threads: hl_sessions_load runs on the host's thread inside hl_start,
  * before the net thread exists; hl_session_write runs on the disk
@@ -41,6 +44,8 @@
  * checkpoint is not worth a RESUME that will be refused. */
 #define MAX_AGE_MS (10 * 60 * 1000)
 #define MAX_FILE_BYTES (64 << 20)
+/* The most of a bot's unconfirmed dispatches a final checkpoint keeps. */
+#define MAX_TAIL_BYTES (4 << 20)
 
 static void file_name(const char *key, const int shard[2], char *out,
                       size_t outlen)
@@ -262,25 +267,50 @@ static cJSON *saved_down_session(hl_engine *eng, const char *token,
 	return c;
 }
 
+/* Fills the replay ring with the saved dispatches first..last. */
+static void restore_tail(hl_bot *bot, cJSON *tail, int64_t first, int64_t last)
+{
+	cJSON *item;
+
+	bot->ds_seq = last;
+	hl_replay_clear(&bot->replay, first);
+	cJSON_ArrayForEach (item, tail) {
+		char *frame =
+		        cJSON_IsString(item) ? strdup(item->valuestring) : NULL;
+
+		if (frame == NULL) {
+			/* A hole would replay the wrong events: none, then. */
+			hl_replay_clear(&bot->replay, last + 1);
+			return;
+		}
+		hl_replay_push(&bot->replay, frame, strlen(frame));
+	}
+}
+
 /*
- * A host RESUMEs a downstream session of an earlier engine: when it was
- * checkpointed at exactly that sequence, makes the bot from the
- * checkpoint, with the host's session as it was, and starts its upstream
- * RESUME. Returns the bot, or NULL when the RESUME cannot be served (the
- * host then gets an invalid session and IDENTIFYs, which the checkpoint
+ * A host RESUMEs a downstream session of an earlier engine: when its
+ * sequence is the checkpoint's, or one the saved tail covers, makes the bot
+ * from the checkpoint, with the host's session as it was, and starts its
+ * upstream RESUME. Returns the bot, or NULL when the RESUME cannot be served
+ * (the host then gets an invalid session and IDENTIFYs, which the checkpoint
  * still serves).
  */
 hl_bot *hl_session_resume_down(hl_engine *eng, const char *token,
                                const char *sid, int64_t seq)
 {
 	cJSON *c = saved_down_session(eng, token, sid), *ds_seq, *identify, *s;
+	cJSON *tail = cJSON_GetObjectItemCaseSensitive(c, "ds_tail");
+	int64_t last, first;
 	int shard[2];
 	hl_bot *bot;
 
 	ds_seq = cJSON_GetObjectItemCaseSensitive(c, "ds_seq");
 	identify = cJSON_GetObjectItemCaseSensitive(c, "identify");
-	if (!cJSON_IsNumber(ds_seq) || (int64_t)ds_seq->valuedouble != seq ||
-	    !cJSON_IsObject(identify))
+	if (!cJSON_IsNumber(ds_seq) || !cJSON_IsObject(identify))
+		return NULL;
+	last = (int64_t)ds_seq->valuedouble;
+	first = last + 1 - (cJSON_IsArray(tail) ? cJSON_GetArraySize(tail) : 0);
+	if (seq < first - 1 || seq > last)
 		return NULL;
 	s = cJSON_GetObjectItemCaseSensitive(c, "shard");
 	shard[0] = cJSON_GetArrayItem(s, 0)->valueint;
@@ -288,22 +318,26 @@ hl_bot *hl_session_resume_down(hl_engine *eng, const char *token,
 	if (hl_bot_find(eng, token, shard) != NULL)
 		return NULL;
 
+	/* The checkpoint goes once the bot takes it; its tail stays. */
+	tail = cJSON_DetachItemFromObjectCaseSensitive(c, "ds_tail");
 	identify = cJSON_Duplicate(identify, 1);
 	cJSON_AddStringToObject(identify, "token", token);
 	bot = hl_bot_new(eng, token, shard, identify);
 	if (bot == NULL) {
 		cJSON_Delete(identify);
+		cJSON_Delete(tail);
 		return NULL;
 	}
 	snprintf(bot->ds_session, sizeof(bot->ds_session), "%s", sid);
 	if (hl_session_restore(bot)) {
-		/* The host has READY and all up to seq: nothing is held. */
+		/* The host has READY and all up to seq: nothing is held, and
+		 * what it may have missed is ready for its RESUME. */
 		cJSON_Delete(bot->held);
 		bot->held = NULL;
 		bot->restoring = 0;
-		bot->ds_seq = seq;
-		hl_replay_clear(&bot->replay, seq + 1);
+		restore_tail(bot, tail, first, last);
 	}
+	cJSON_Delete(tail);
 	/* Else a plain new bot: the host is refused and IDENTIFYs. */
 	hl_up_start(bot);
 	return bot;
@@ -364,7 +398,29 @@ static void submit_file(hl_engine *eng, const hl_bot *bot, const char *text)
 	hl_disk_submit(eng->disk, job);
 }
 
-static char *snapshot(const hl_bot *bot)
+/* The dispatches after the last one the host confirmed, oldest first,
+ * or none when they are too many to keep. */
+static cJSON *unconfirmed_tail(const hl_bot *bot)
+{
+	cJSON *tail = cJSON_CreateArray();
+	size_t bytes = 0;
+	int64_t seq;
+
+	for (seq = bot->ds_host_seq + 1; tail && seq <= bot->ds_seq; seq++) {
+		size_t len;
+		const char *frame = hl_replay_at(&bot->replay, seq, &len);
+
+		bytes += frame ? len : 0;
+		if (frame == NULL || bytes > MAX_TAIL_BYTES) {
+			cJSON_Delete(tail);
+			return cJSON_CreateArray();
+		}
+		cJSON_AddItemToArray(tail, cJSON_CreateString(frame));
+	}
+	return tail;
+}
+
+static char *snapshot(const hl_bot *bot, int final)
 {
 	cJSON *c = cJSON_CreateObject(), *shard, *ready, *identify;
 	char key[65];
@@ -387,6 +443,8 @@ static char *snapshot(const hl_bot *bot)
 	cJSON_AddItemReferenceToObject(c, "guilds", bot->guilds);
 	cJSON_AddStringToObject(c, "ds_session", bot->ds_session);
 	cJSON_AddNumberToObject(c, "ds_seq", (double)bot->ds_seq);
+	if (final)
+		cJSON_AddItemToObject(c, "ds_tail", unconfirmed_tail(bot));
 	identify = cJSON_Duplicate(bot->identify, 1);
 	cJSON_DeleteItemFromObjectCaseSensitive(identify, "token");
 	cJSON_AddItemToObject(c, "identify", identify);
@@ -424,7 +482,7 @@ void hl_session_checkpoint(hl_engine *eng, int final)
 			continue;
 		if (!final && now - bot->saved_at_ms < SAVE_EVERY_MS)
 			continue;
-		text = snapshot(bot);
+		text = snapshot(bot, final);
 		if (text == NULL)
 			continue;
 		submit_file(eng, bot, text);
@@ -434,14 +492,6 @@ void hl_session_checkpoint(hl_engine *eng, int final)
 		bot->session_changed = 0;
 	}
 }
-
-/*
- * XXX: the final checkpoint counts dispatches still queued for a host
- * connection that the stop then drops. A host that outlives the engine
- * RESUMEs behind that sequence, is refused, and IDENTIFYs; the events in
- * between are not replayed to it. Saving the unconfirmed tail of the
- * replay ring would close that gap.
- */
 
 /* The session can no longer be resumed: its checkpoint goes. */
 void hl_session_forget(hl_bot *bot)

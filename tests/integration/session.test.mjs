@@ -73,6 +73,28 @@ async function firstRun(fake, start) {
   return host;
 }
 
+// One bot whose host lives in this process, for engines handing over to
+// the next one: stop() ends the running engine, start() begins the next
+// on the same port and state directory.
+async function withHandover(body) {
+  const fake = await startFake({ bots: 1, heartbeatInterval: 2000 });
+  const dir = mkdtempSync(join(tmpdir(), "hl-session-"));
+  const config = configFor(fake, { state_dir: join(dir, "state") });
+  let engine = startEngine(config);
+  const port = Number(new URL(engine.origin).port);
+  const client = new GatewayClient(engine.origin.replace("http:", "ws:"),
+    fake.info.bots[0].token).identify();
+  const start = () => (engine = startEngine({ ...config, listen_port: port }));
+  try {
+    await body({ fake, client, stop: () => engine.stop(), start });
+  } finally {
+    await client.close();
+    engine.stop();
+    await fake.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe("sessions across a restart", () => {
   for (const signal of ["SIGKILL", "SIGTERM"]) {
     test(`a host stopped by ${signal} comes back by RESUME with what was missed`, async () => {
@@ -209,24 +231,42 @@ describe("sessions across a restart", () => {
     }
   });
 
+  test("what a stopping engine had not delivered is replayed by the next one", async () => {
+    // A new build taking over: dispatches still queued for the host when
+    // the old engine stopped reach it from the new one, in order.
+    await withHandover(async ({ fake, client, stop, start }) => {
+      await waitFor("READY", () => client.dispatches("READY")[0]);
+      for (const n of [1, 2, 3]) await fake.dm(0, `queued ${n}`);
+      await waitFor("three messages", () => client.dispatches("MESSAGE_CREATE").length === 3);
+      const sent = client.dispatches("MESSAGE_CREATE");
+      stop();
+      await waitFor("the host's connection closed", () => client.closed !== null);
+
+      // The host behaves as if the last two had still been in the old
+      // engine's queue: it has seen up to the first only.
+      client.seq = sent[0].s;
+      const engine = start();
+      client.resume();
+      await waitFor("RESUMED", () => client.dispatches("RESUMED")[0]);
+      assert.ok(!client.frames.some((f) => f.op === 9), "no invalid session");
+      assert.deepEqual(client.dispatches("MESSAGE_CREATE").map((f) => [f.s, f.d.content]),
+        sent.slice(1).map((f) => [f.s, f.d.content]));
+      assert.ok(engine.logs().some((l) => /downstream resumed .* replayed=2/.test(l.msg)));
+      assert.equal((await fake.record()).identifies.length, 1);
+    });
+  });
+
   test("a host that outlives its engine RESUMEs into the next one", async () => {
     // A new build of the library taking over inside the same process.
-    const fake = await startFake({ bots: 1, heartbeatInterval: 2000 });
-    const dir = mkdtempSync(join(tmpdir(), "hl-session-"));
-    const config = configFor(fake, { state_dir: join(dir, "state") });
-    let engine = startEngine(config);
-    const port = Number(new URL(engine.origin).port);
-    const client = new GatewayClient(engine.origin.replace("http:", "ws:"),
-      fake.info.bots[0].token).identify();
-    try {
+    await withHandover(async ({ fake, client, stop, start }) => {
       await waitFor("READY", () => client.dispatches("READY")[0]);
       await fake.dm(0, "before the handover");
       await waitFor("the first message", () => client.dispatches("MESSAGE_CREATE")[0]);
-      engine.stop();
+      stop();
       await waitFor("the host's connection closed", () => client.closed !== null);
       await fake.dm(0, "during the handover");
 
-      engine = startEngine({ ...config, listen_port: port });
+      start();
       const seq = client.seq;
       client.resume();
       await waitFor("RESUMED", () => client.dispatches("RESUMED")[0]);
@@ -238,11 +278,6 @@ describe("sessions across a restart", () => {
       const rec = await fake.record();
       assert.equal(rec.identifies.length, 1);
       assert.equal(rec.resumes.filter((r) => r.ok).length, 1);
-    } finally {
-      await client.close();
-      engine.stop();
-      await fake.stop();
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
