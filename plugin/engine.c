@@ -62,6 +62,7 @@ static void engine_free(hl_engine *eng)
 		hl_http *h = eng->https;
 
 		eng->https = h->next;
+		hl_timer_stop(&h->wait);
 		hl_job_free(h->parked);
 		hl_job_free(h->held);
 		free(h->path);
@@ -76,6 +77,7 @@ static void engine_free(hl_engine *eng)
 	pthread_mutex_destroy(&eng->adopt_lock);
 	hl_mailbox_destroy(&eng->results);
 	hl_jscan_free(&eng->recovered);
+	hl_reply_free_edits(eng);
 	cJSON_Delete(eng->saved);
 	if (eng->reconf) {
 		hl_config_free(eng->reconf);

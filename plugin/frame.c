@@ -9,7 +9,8 @@
  * that the whole text is well-formed JSON (RFC 8259), and notes where
  * "op", "t", "s" and "d" are. The caller then splices the bytes of "d"
  * into the frame for the host, and parses with cJSON only the frames it
- * must read or change. Net thread only; no allocation.
+ * must read or change. No allocation and no state: any thread may call
+ * it.
  */
 #include <string.h>
 
@@ -138,8 +139,14 @@ static int skip_digits(scan *s)
 	return s->p > start ? 0 : -1;
 }
 
+/* cJSON reads a number through a 64-byte buffer and refuses a longer
+ * one; so does the scan, so that the two agree on every frame. */
+#define MAX_NUMBER_LEN 63
+
 static int skip_number(scan *s)
 {
+	const char *start = s->p;
+
 	if (s->p < s->end && *s->p == '-')
 		s->p++;
 	if (s->p < s->end && *s->p == '0')
@@ -158,7 +165,7 @@ static int skip_number(scan *s)
 		if (skip_digits(s) != 0)
 			return -1;
 	}
-	return 0;
+	return s->p - start <= MAX_NUMBER_LEN ? 0 : -1;
 }
 
 static int skip_word(scan *s, const char *word)

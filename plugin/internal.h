@@ -237,12 +237,12 @@ void hl_msgq_clear(hl_msgq *q);
 /*
  * A one-shot timer of the net thread (net.c). libev keeps these in a
  * heap; the sorted list behind lws_sul_schedule costs a walk over every
- * pending timer for each one set, which with a thousand bots' heartbeats
- * was most of the net thread's time.
+ * pending timer for each one set, which with a thousand bots was the
+ * largest part of the net thread's time once it no longer polled.
  */
 typedef struct hl_timer {
 	ev_timer w;
-	struct ev_loop *loop; /* set while it may be pending */
+	struct ev_loop *loop; /* the loop of its first start, or NULL */
 	void (*cb)(struct hl_timer *t);
 } hl_timer;
 
@@ -386,7 +386,8 @@ struct hl_engine {
 	hl_disk *disk;      /* NULL when no state_dir is configured */
 	hl_mailbox results; /* rest, disk -> net */
 	hl_jscan recovered; /* journal entries from an earlier run, unsent */
-	cJSON *saved;       /* session checkpoints not yet claimed by a bot */
+	struct hl_edit_mark *edits; /* edits given up on, and recent ones */
+	cJSON *saved; /* session checkpoints not yet claimed by a bot */
 
 	/* a configuration handed in by hl_reconfigure, for the net thread */
 	pthread_mutex_t reconf_lock;
@@ -426,7 +427,7 @@ int hl_front_run(hl_front *f);
 void hl_front_stop(hl_front *f);
 
 /* frame.c: where the top-level fields of a gateway frame are */
-#define HL_FRAME_NONE (-1) /* absent or null */
+#define HL_FRAME_NONE (-1) /* absent, or for "s" null */
 #define HL_FRAME_ODD (-2)  /* present, but not a small integer */
 
 typedef struct hl_frame {
@@ -503,6 +504,7 @@ int hl_reply_hold(hl_engine *eng, hl_http *h, hl_job *job);
 void hl_reply_on_journaled(hl_engine *eng, hl_job *done);
 int hl_reply_settle(hl_engine *eng, hl_http *h, hl_job *job);
 void hl_reply_resend(hl_engine *eng, const char *token);
+void hl_reply_free_edits(hl_engine *eng);
 
 /* ratelimit.c */
 hl_limiter *hl_limiter_for(hl_engine *eng, const char *token);

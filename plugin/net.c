@@ -51,6 +51,9 @@ void hl_timer_start(hl_engine *eng, hl_timer *t, int64_t ms,
 	              0.0);
 	t->cb = cb;
 	t->loop = eng->loop;
+	/* From now, not from the start of this turn of the loop: a timer
+	 * that keeps two IDENTIFYs apart must not fire early. */
+	ev_now_update(t->loop);
 	ev_timer_start(t->loop, &t->w);
 }
 
@@ -276,7 +279,7 @@ static void *net_main(void *arg)
 {
 	hl_engine *eng = arg;
 	struct status_timer status = { .eng = eng };
-	ev_timer poll;
+	ev_timer wake;
 	int64_t deadline;
 
 	raise_priority(eng);
@@ -287,12 +290,12 @@ static void *net_main(void *arg)
 
 	/* Close upstream sessions resumably and give the closes time to go. */
 	shut_upstreams(eng);
-	ev_timer_init(&poll, stop_poll, 0.05, 0.05);
-	ev_timer_start(eng->loop, &poll);
+	ev_timer_init(&wake, stop_poll, 0.05, 0.05);
+	ev_timer_start(eng->loop, &wake);
 	deadline = hl_mono_ms() + STOP_GRACE_MS;
 	while (upstreams_open(eng) && hl_mono_ms() < deadline)
 		ev_run(eng->loop, EVRUN_ONCE);
-	ev_timer_stop(eng->loop, &poll);
+	ev_timer_stop(eng->loop, &wake);
 	lws_sul_cancel(&status.sul);
 	hl_session_checkpoint(eng, 1);
 	hl_status_refresh(eng);
@@ -373,7 +376,9 @@ int hl_net_start(hl_engine *eng, char *err, size_t errlen)
 	info.user = eng;
 	eng->lws = lws_create_context(&info);
 	if (eng->lws == NULL) {
-		snprintf(err, errlen, "cannot create the network context");
+		snprintf(err, errlen,
+		         "cannot create the network context (is "
+		         "libwebsockets-evlib-ev installed?)");
 		goto fail;
 	}
 

@@ -27,6 +27,7 @@
 #define BACKOFF_FIRST_MS 1000
 #define BACKOFF_MAX_MS 30000
 #define NONCE_HEX_BYTES 10 /* 20 characters; Discord allows 25 */
+#define RECENT_EDITS_MAX 64
 
 /* The reply routes: POST .../messages and PATCH .../messages/ID. */
 static int is_reply_route(const char *method, const char *path)
@@ -292,6 +293,100 @@ static void journal_done(hl_engine *eng, uint64_t jid)
 }
 
 /*
+ * Edits of one message must not land out of order, across a restart
+ * either: an old text sent over a newer one turns a finished streamed
+ * reply back into a partial one. An edit given up on stays in the journal
+ * for the next start unless a newer edit of the same message by the same
+ * bot got through; the marks below tell which, whichever settles first.
+ */
+struct hl_edit_mark {
+	struct hl_edit_mark *next;
+	const hl_limiter *bot; /* one per token */
+	char *path;
+	uint64_t jid;
+	int delivered; /* else given up on */
+};
+
+static int is_edit(const hl_http *h)
+{
+	return strcmp(h->method, "PATCH") == 0 && h->limiter != NULL;
+}
+
+static int same_message(const struct hl_edit_mark *m, const hl_http *h)
+{
+	return m->bot == h->limiter && strcmp(m->path, h->path) == 0;
+}
+
+static void mark_edit(hl_engine *eng, const hl_http *h, int delivered)
+{
+	struct hl_edit_mark *m = calloc(1, sizeof(*m)), **p;
+	int recent = 0;
+
+	if (m == NULL || (m->path = strdup(h->path)) == NULL) {
+		free(m);
+		return;
+	}
+	m->bot = h->limiter;
+	m->jid = h->jid;
+	m->delivered = delivered;
+	m->next = eng->edits;
+	eng->edits = m;
+	/* Only the newest delivered edits are kept, and few of them. */
+	for (p = &eng->edits; *p;) {
+		if ((*p)->delivered && ++recent > RECENT_EDITS_MAX) {
+			m = *p;
+			*p = m->next;
+			free(m->path);
+			free(m);
+		} else {
+			p = &(*p)->next;
+		}
+	}
+}
+
+/* An edit got through: older ones of that message given up on are done.
+ */
+static void edit_delivered(hl_engine *eng, const hl_http *h)
+{
+	struct hl_edit_mark **p = &eng->edits, *m;
+
+	while ((m = *p) != NULL) {
+		if (!m->delivered && same_message(m, h) && m->jid < h->jid) {
+			journal_done(eng, m->jid);
+			*p = m->next;
+			free(m->path);
+			free(m);
+		} else {
+			p = &m->next;
+		}
+	}
+	mark_edit(eng, h, 1);
+}
+
+/* True when a newer edit of h's message by its bot got through. */
+static int edit_superseded(const hl_engine *eng, const hl_http *h)
+{
+	const struct hl_edit_mark *m;
+
+	for (m = eng->edits; m; m = m->next) {
+		if (m->delivered && same_message(m, h) && m->jid > h->jid)
+			return 1;
+	}
+	return 0;
+}
+
+void hl_reply_free_edits(hl_engine *eng)
+{
+	while (eng->edits) {
+		struct hl_edit_mark *m = eng->edits;
+
+		eng->edits = m->next;
+		free(m->path);
+		free(m);
+	}
+}
+
+/*
  * Called with Discord's answer to a journaled reply. Returns 1 when the
  * reply goes out again later, 0 when it is settled and may be answered.
  */
@@ -299,11 +394,17 @@ int hl_reply_settle(hl_engine *eng, hl_http *h, hl_job *job)
 {
 	long status = job->status;
 	int failed = status == 0 || status >= 500 || status == 429;
+	int superseded = failed && is_edit(h) && edit_superseded(eng, h);
 	int64_t wait;
 
 	if (h->jid == 0)
 		return 0;
-	if (failed && h->attempts + 1 < ATTEMPTS_MAX) {
+	/*
+	 * XXX: a retry already waiting or on its way when a newer edit of
+	 * the message gets through is still sent, and can land after it;
+	 * only the next failed attempt sees the newer one.
+	 */
+	if (failed && !superseded && h->attempts + 1 < ATTEMPTS_MAX) {
 		wait = (int64_t)BACKOFF_FIRST_MS << h->attempts;
 		if (wait > BACKOFF_MAX_MS)
 			wait = BACKOFF_MAX_MS;
@@ -315,17 +416,28 @@ int hl_reply_settle(hl_engine *eng, hl_http *h, hl_job *job)
 		hl_limit_retry(eng, h, job, wait);
 		return 1;
 	}
-	if (failed) {
+	if (superseded) {
+		hl_logf(eng->log, HL_WARN,
+		        "edit not delivered status=%ld path=%s; a newer edit "
+		        "of "
+		        "the message got through, so it is not sent again",
+		        job->status, h->path);
+		journal_done(eng, h->jid);
+	} else if (failed) {
 		hl_logf(eng->log, HL_ERROR,
 		        "reply not delivered after %d tries path=%s; it stays "
 		        "in the journal for the next start",
 		        ATTEMPTS_MAX, h->path);
+		if (is_edit(h))
+			mark_edit(eng, h, 0);
 	} else {
 		if (job->status >= 400)
 			hl_logf(eng->log, HL_WARN,
 			        "reply refused by Discord status=%ld path=%s",
 			        job->status, h->path);
 		journal_done(eng, h->jid);
+		if (is_edit(h) && job->status < 300)
+			edit_delivered(eng, h);
 	}
 	h->jid = 0;
 	return 0;
@@ -439,7 +551,6 @@ void hl_reply_resend(hl_engine *eng, const char *token)
 		if (superseded_edit(r, i)) {
 			journal_done(eng, e->id);
 			hl_jentry_free(e);
-			r->pending[i] = NULL;
 			skipped++;
 			continue;
 		}

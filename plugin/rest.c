@@ -168,6 +168,8 @@ static int add_transfer(hl_rest *rest, hl_job *job)
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	if (cfg->ca_file)
 		curl_easy_setopt(h, CURLOPT_CAINFO, cfg->ca_file);
+	if (cfg->tls_groups)
+		curl_easy_setopt(h, CURLOPT_SSL_EC_CURVES, cfg->tls_groups);
 	if (curl_multi_add_handle(rest->multi, h) != CURLM_OK) {
 		curl_easy_cleanup(h);
 		return -1;

@@ -410,12 +410,17 @@ static cJSON *unconfirmed_tail(const hl_bot *bot)
 		size_t len;
 		const char *frame = hl_replay_at(&bot->replay, seq, &len);
 
+		cJSON *item = NULL;
+
 		bytes += frame ? len : 0;
-		if (frame == NULL || bytes > MAX_TAIL_BYTES) {
+		if (frame && bytes <= MAX_TAIL_BYTES)
+			item = cJSON_CreateString(frame);
+		if (item == NULL) {
+			/* A hole would renumber what follows: none, then. */
 			cJSON_Delete(tail);
 			return cJSON_CreateArray();
 		}
-		cJSON_AddItemToArray(tail, cJSON_CreateString(frame));
+		cJSON_AddItemToArray(tail, item);
 	}
 	return tail;
 }

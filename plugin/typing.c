@@ -190,6 +190,7 @@ void hl_typing_free_all(hl_engine *eng)
 		hl_typing *t = eng->typings;
 
 		eng->typings = t->next;
+		hl_timer_stop(&t->timer);
 		free(t);
 	}
 }

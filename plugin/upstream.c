@@ -624,14 +624,14 @@ static int name_is(const char *p, size_t n, const char *name)
 
 /*
  * A dispatch that goes to the host as it came, without a parse: not one
- * that changes the session (READY, RESUMED, the guild snapshots), not
- * one held for a session being restored, and not one with CDN links to
- * rewrite. Returns 1 when it was forwarded here.
+ * that changes the session (READY, RESUMED, the guild snapshots); the
+ * caller has ruled out frames held for a session being restored and
+ * frames with CDN links to rewrite. Returns 1 when it was forwarded.
  */
-static int forward_as_is(hl_bot *bot, const hl_frame *f, int has_cdn)
+static int forward_as_is(hl_bot *bot, const hl_frame *f)
 {
-	if (f->op != 0 || f->odd || f->t == NULL || f->d == NULL || has_cdn ||
-	    f->s == HL_FRAME_ODD || bot->restoring)
+	if (f->op != 0 || f->odd || f->t == NULL || f->d == NULL ||
+	    f->s == HL_FRAME_ODD)
 		return 0;
 	if (name_is(f->t, f->tlen, "READY") ||
 	    name_is(f->t, f->tlen, "RESUMED") ||
@@ -651,8 +651,8 @@ static void on_message(hl_bot *bot, const char *text, size_t len)
 	hl_frame f;
 	cJSON *msg, *op, *d;
 
-	if (hl_frame_scan(text, len, &f) == 0 &&
-	    forward_as_is(bot, &f, has_cdn))
+	if (!has_cdn && !bot->restoring && hl_frame_scan(text, len, &f) == 0 &&
+	    forward_as_is(bot, &f))
 		return;
 	msg = cJSON_ParseWithLength(text, len);
 	op = cJSON_GetObjectItemCaseSensitive(msg, "op");

@@ -32,8 +32,10 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 		       memchr(f.t, '\\', f.tlen) == NULL);
 	if (f.d != NULL) {
 		ENSURE(f.d >= text && f.d + f.dlen <= text + size);
-		d = cJSON_ParseWithLength(f.d, f.dlen);
-		ENSURE(d != NULL);
+		const char *end = NULL;
+
+		d = cJSON_ParseWithLengthOpts(f.d, f.dlen, &end, 0);
+		ENSURE(d != NULL && end == f.d + f.dlen);
 		cJSON_Delete(d);
 	}
 	cJSON_Delete(msg);

@@ -257,6 +257,10 @@ static void frame_scan_refuses_what_is_not_json(void)
 		"{\"d\":1e}",
 		"{\"d\":+1}",
 		"{\"d\":[}",
+		/* 64 digits: more than cJSON reads */
+		"{\"d\":"
+		"12345678901234567890123456789012345678901234567890123456789012"
+		"34}",
 	};
 	char deep[2100];
 	hl_frame f;
