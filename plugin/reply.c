@@ -419,8 +419,7 @@ int hl_reply_settle(hl_engine *eng, hl_http *h, hl_job *job)
 	if (superseded) {
 		hl_logf(eng->log, HL_WARN,
 		        "edit not delivered status=%ld path=%s; a newer edit "
-		        "of "
-		        "the message got through, so it is not sent again",
+		        "of the message got through, so it is not sent again",
 		        job->status, h->path);
 		journal_done(eng, h->jid);
 	} else if (failed) {
