@@ -67,11 +67,20 @@ function waitForExit(proc) {
   });
 }
 
+// Fakes still running when this process exits (a test that failed before
+// its cleanup ran) go with it rather than live on as orphans.
+const running = new Set();
+process.once("exit", () => {
+  for (const proc of running) proc.kill("SIGKILL");
+});
+
 export async function startFake(opts = {}) {
   const node = process.env.NODE24 || process.execPath;
   const proc = spawn(node, [SERVER, ...flags(opts)], {
     stdio: ["ignore", "pipe", "pipe"],
   });
+  running.add(proc);
+  proc.once("exit", () => running.delete(proc));
   const info = await waitForInfo(proc);
 
   const control = async (method, path, body) => {
