@@ -404,10 +404,75 @@ static void on_message(hl_down *down, const char *text, size_t len)
 
 /* ---- WebSocket callbacks --------------------------------------------- */
 
-static int on_writable(hl_down *down)
+/*
+ * Writes the header of an unmasked text frame of `len` bytes; joined
+ * frames are shorter than HL_TX_JOIN_BYTES, so at most 16-bit lengths.
+ */
+static size_t put_frame_header(unsigned char *h, size_t len)
 {
+	h[0] = 0x81; /* FIN, text */
+	if (len < 126) {
+		h[1] = (unsigned char)len;
+		return 2;
+	}
+	h[1] = 126;
+	h[2] = (unsigned char)(len >> 8);
+	h[3] = (unsigned char)len;
+	return 4;
+}
+
+#define FRAME_HEADER_MAX 4
+_Static_assert(HL_TX_JOIN_BYTES - FRAME_HEADER_MAX < 65536,
+               "joined frames need at most a 16-bit length");
+
+static int fits_joined(const hl_msg *m, size_t used)
+{
+	return used + FRAME_HEADER_MAX + m->len <= HL_TX_JOIN_BYTES;
+}
+
+/*
+ * Sends the queued frames that fit into one buffer as ready WebSocket
+ * frames with one write. In a burst a connection's frames come several
+ * at a time, and a send each cost more than the frames themselves; what
+ * the kernel does not take libwebsockets keeps and sends first next time.
+ */
+static int write_joined(hl_engine *eng, hl_down *down)
+{
+	unsigned char *out;
+	size_t used = 0;
 	hl_msg *m;
-	int n;
+
+	if (eng->tx_join == NULL) {
+		eng->tx_join = malloc(LWS_PRE + HL_TX_JOIN_BYTES);
+		if (eng->tx_join == NULL)
+			return 1;
+	}
+	out = eng->tx_join + LWS_PRE;
+	while ((m = down->tx.head) != NULL && fits_joined(m, used)) {
+		used += put_frame_header(out + used, m->len);
+		memcpy(out + used, m->data + LWS_PRE, m->len);
+		used += m->len;
+		free(hl_msgq_pop(&down->tx));
+	}
+	return lws_write(down->wsi, out, used, LWS_WRITE_RAW) < (int)used ? -1
+	                                                                  : 0;
+}
+
+static int write_one(hl_down *down)
+{
+	hl_msg *m = hl_msgq_pop(&down->tx);
+	int sent =
+	        lws_write(down->wsi, m->data + LWS_PRE, m->len, LWS_WRITE_TEXT);
+	int rc = sent < (int)m->len ? -1 : 0;
+
+	free(m);
+	return rc;
+}
+
+static int on_writable(hl_engine *eng, hl_down *down)
+{
+	const hl_msg *head;
+	int n, rc;
 
 	if (down->close_code && down->tx.head == NULL) {
 		lws_close_reason(down->wsi,
@@ -416,20 +481,22 @@ static int on_writable(hl_down *down)
 		return -1;
 	}
 	/*
-	 * Several frames per turn of the loop: while the kernel takes them
+	 * Several sends per turn of the loop: while the kernel takes them
 	 * whole. A short send leaves its rest buffered in libwebsockets, and
-	 * then the next frame waits for the next writable callback.
+	 * then the next one waits for the next writable callback.
 	 */
 	for (n = 0; n < WRITES_PER_TURN && down->tx.head; n++) {
 		if (n > 0 && lws_partial_buffered(down->wsi))
 			break;
-		m = hl_msgq_pop(&down->tx);
-		if (lws_write(down->wsi, m->data + LWS_PRE, m->len,
-		              LWS_WRITE_TEXT) < (int)m->len) {
-			free(m);
+		head = down->tx.head;
+		rc = 1;
+		if (head->next &&
+		    fits_joined(head->next, FRAME_HEADER_MAX + head->len))
+			rc = write_joined(eng, down);
+		if (rc > 0)
+			rc = write_one(down);
+		if (rc < 0)
 			return -1;
-		}
-		free(m);
 	}
 	if (down->tx.head || down->close_code)
 		lws_callback_on_writable(down->wsi);
@@ -483,7 +550,7 @@ int hl_down_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		down->rx.len = 0;
 		return 0;
 	case LWS_CALLBACK_SERVER_WRITEABLE:
-		return down ? on_writable(down) : -1;
+		return down ? on_writable(eng, down) : -1;
 	case LWS_CALLBACK_CLOSED:
 		if (down)
 			down_free(eng, down);

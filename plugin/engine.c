@@ -58,6 +58,7 @@ static void engine_free(hl_engine *eng)
 		hl_msgq_clear(&down->tx);
 		free(down);
 	}
+	free(eng->tx_join);
 	while (eng->https) {
 		hl_http *h = eng->https;
 

@@ -322,6 +322,10 @@ typedef struct hl_limiter hl_limiter;
 
 #define HL_INVALID_SLOTS 600 /* seconds in Discord's invalid-request window */
 
+/* Queued frames of one host connection are joined into one send of at
+ * most this many bytes. */
+#define HL_TX_JOIN_BYTES 65536
+
 typedef struct hl_down {
 	struct hl_down *next;
 	struct lws *wsi;
@@ -396,6 +400,8 @@ struct hl_engine {
 	/* net thread world */
 	hl_bot *bots;
 	hl_down *downs;
+	/* LWS_PRE + HL_TX_JOIN_BYTES, made when first used */
+	unsigned char *tx_join;
 	hl_http *https;
 	hl_typing *typings;
 	hl_limiter *limiters;

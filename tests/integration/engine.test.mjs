@@ -179,6 +179,28 @@ describe("engine with a fake Discord", () => {
     await client.close();
   });
 
+  test("frames replayed at once arrive whole and in order, whatever their size", async () => {
+    // Replayed frames are queued together and sent joined where they fit;
+    // the largest do not fit the join buffer and go out on their own.
+    const sizes = [1, 125, 126, 4000, 65000, 65536, 70000, 2];
+    const client = new GatewayClient(wsOrigin(), token(2)).identify();
+    await waitFor("READY", () => client.dispatches("READY")[0]);
+    await client.close();
+    for (const [i, n] of sizes.entries()) {
+      await fake.dispatch(2, "MESSAGE_CREATE", { id: `91000${i}`, channel_id: "910100",
+        content: String(i % 10).repeat(n), author: { id: "910200" } });
+    }
+    await sleep(300);
+
+    client.resume();
+    await waitFor("RESUMED", () => client.dispatches("RESUMED")[0]);
+    await waitFor("every frame", () => client.dispatches("MESSAGE_CREATE").length === sizes.length);
+    const got = client.dispatches("MESSAGE_CREATE").map((f) => f.d.content);
+    assert.deepEqual(got.map((c) => c.length), sizes);
+    assert.deepEqual(got, sizes.map((n, i) => String(i % 10).repeat(n)));
+    await client.close();
+  });
+
   test("a RESUME with a wrong token or unknown session is refused", async () => {
     const client = new GatewayClient(wsOrigin(), token(2)).identify();
     await waitFor("READY", () => client.dispatches("READY")[0]);
