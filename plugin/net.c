@@ -202,15 +202,21 @@ struct down_pss {
  * bot; a megabyte GUILD_CREATE takes 256 callbacks instead of 64.
  */
 #define RX_BUFFER 4096
+/*
+ * The most one send() may carry. Left at 0 it would be the receive
+ * buffer's size, and every longer frame, or run of joined frames, would
+ * go out 4 KiB per turn of the loop with the rest copied aside.
+ */
+#define TX_PACKET (LWS_PRE + HL_TX_JOIN_BYTES)
 
 static const struct lws_protocols down_protocols[] = {
 	{ "discord", down_protocol_cb, sizeof(struct down_pss), RX_BUFFER, 0,
-	  NULL, 0 },
+	  NULL, TX_PACKET },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
 static const struct lws_protocols up_protocols[] = {
-	{ "discord-up", up_protocol_cb, 0, RX_BUFFER, 0, NULL, 0 },
+	{ "discord-up", up_protocol_cb, 0, RX_BUFFER, 0, NULL, TX_PACKET },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
