@@ -325,6 +325,9 @@ export function markdown({ summary, config, machineInfo, command, plots, failure
       `One bot, ${fw.shards_per_side} sessions straight to the fake (wss) and ${fw.shards_per_side} through ` +
       "heartline (engine alone in its host process); the same client code on both sides in one process. " +
       "Added latency: paced events, per event the receive time through heartline minus the direct client's. " +
+      "The fake writes an event to its sessions one after another in the order they connected, about 0.1 ms " +
+      "apart, so two pairs are timed, one connected direct first and one through heartline first, and each " +
+      "event's figure is the mean of their two differences. " +
       "Throughput: dispatch requests to the fake as fast as it takes them; the fake is the bottleneck, so " +
       "the per-core figure is events forwarded per CPU-second of the engine's process.",
       table(["", "direct", "through heartline", "ratio"], [

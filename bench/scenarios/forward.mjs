@@ -10,7 +10,12 @@
 // in one pass, so one control request yields 2K events.
 //
 //   latency     paced events; per event, receive time through heartline
-//               minus receive time of the direct client (same clock)
+//               minus receive time of the direct client (same clock). The
+//               fake writes to its sessions one after another, in the
+//               order they connected, and a write costs it ~0.1 ms; so
+//               two pairs are timed, one connected direct first and one
+//               through heartline first, and each event's figure is the
+//               mean of the two differences, in which that order cancels
 //   throughput  control requests as fast as the fake takes them; events a
 //               second received on each side, and the engine's CPU time
 //               per forwarded event
@@ -22,6 +27,8 @@ import { Control, messageEvent, origins, startFake } from "../lib/fake.mjs";
 import { Host, sleep } from "../lib/proc.mjs";
 import { summarize } from "../lib/stats.mjs";
 
+// Connects the sessions in pairs; pairs alternate which side comes first
+// (direct, via, via, direct, ...), which is the fake's order of writes.
 async function connectSides(fake, engineOrigin, k) {
   const token = fake.info.bots[0].token;
   const ca = readFileSync(fake.info.ca_file);
@@ -29,25 +36,39 @@ async function connectSides(fake, engineOrigin, k) {
   const direct = [];
   const via = [];
   for (let i = 0; i < k; i++) {
-    direct.push(...await connectAll(wss, [token], { ca, shard: [i, 2 * k] }));
-    via.push(...await connectAll(engineOrigin.replace("http:", "ws:"), [token],
-      { shard: [k + i, 2 * k] }));
+    const openDirect = async () =>
+      direct.push(...await connectAll(wss, [token], { ca, shard: [i, 2 * k] }));
+    const openVia = async () =>
+      via.push(...await connectAll(engineOrigin.replace("http:", "ws:"), [token],
+        { shard: [k + i, 2 * k] }));
+    if (i % 2 === 0) {
+      await openDirect();
+      await openVia();
+    } else {
+      await openVia();
+      await openDirect();
+    }
   }
   return { direct, via };
 }
 
 async function latencyPhase(control, sides, ms, gapMs) {
-  const directAt = new Map();
-  const viaAt = new Map();
-  const watch = (client, into) => {
+  const pairs = Math.min(2, sides.via.length);
+  const at = new Map(); // tag -> receive times, [direct0, via0, direct1, via1]
+  const watch = (client, slot) => {
     client.countOnly = false;
-    client.onDispatch = (frame, at) => {
-      if (frame.d?.bench_tag !== undefined) into.set(frame.d.bench_tag, at);
+    client.onDispatch = (frame, when) => {
+      const tag = frame.d?.bench_tag;
+      if (tag === undefined) return;
+      if (!at.has(tag)) at.set(tag, []);
+      at.get(tag)[slot] = when;
     };
   };
   for (const c of [...sides.direct, ...sides.via]) c.countOnly = true;
-  watch(sides.direct[0], directAt);
-  watch(sides.via[0], viaAt);
+  for (let p = 0; p < pairs; p++) {
+    watch(sides.direct[p], 2 * p);
+    watch(sides.via[p], 2 * p + 1);
+  }
 
   let tag = 0;
   const end = Date.now() + ms;
@@ -57,12 +78,20 @@ async function latencyPhase(control, sides, ms, gapMs) {
   }
   await sleep(500);
   const added = [];
-  for (const [t, at] of directAt) {
-    if (viaAt.has(t)) added.push(viaAt.get(t) - at);
+  for (const times of at.values()) {
+    let sum = 0;
+    let whole = true;
+    for (let p = 0; p < pairs; p++) {
+      if (times[2 * p] === undefined || times[2 * p + 1] === undefined) whole = false;
+      else sum += times[2 * p + 1] - times[2 * p];
+    }
+    if (whole) added.push(sum / pairs);
   }
-  for (const c of [sides.direct[0], sides.via[0]]) {
-    c.onDispatch = null;
-    c.countOnly = true;
+  for (let p = 0; p < pairs; p++) {
+    for (const c of [sides.direct[p], sides.via[p]]) {
+      c.onDispatch = null;
+      c.countOnly = true;
+    }
   }
   return { sent: tag, matched: added.length, lost: tag - added.length, added };
 }
