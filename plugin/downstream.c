@@ -31,11 +31,23 @@ static void close_down(hl_down *down, int code)
 	lws_callback_on_writable(down->wsi);
 }
 
+/*
+ * Frames for the host are queued and sent when the loop is about to wait
+ * again (hl_down_flush): by then every frame this turn produced for a
+ * connection is queued and they go out in one send, with no round of
+ * asking for and getting a writable callback in between.
+ */
 void hl_down_send(hl_down *down, const char *payload, size_t len)
 {
+	hl_engine *eng = down->eng;
+
 	if (down->close_code || hl_msgq_push(&down->tx, payload, len, 0) != 0)
 		return;
-	lws_callback_on_writable(down->wsi);
+	if (!down->unsent) {
+		down->unsent = 1;
+		down->next_unsent = eng->unsent;
+		eng->unsent = down;
+	}
 }
 
 static void send_text(hl_down *down, const char *text)
@@ -469,24 +481,19 @@ static int write_one(hl_down *down)
 	return rc;
 }
 
-static int on_writable(hl_engine *eng, hl_down *down)
+/*
+ * Sends what is queued: several sends while the kernel takes them whole.
+ * A short send leaves its rest buffered in libwebsockets, and then what
+ * is still queued waits for a writable callback. Returns -1 when the
+ * connection failed.
+ */
+static int send_queued(hl_engine *eng, hl_down *down)
 {
 	const hl_msg *head;
 	int n, rc;
 
-	if (down->close_code && down->tx.head == NULL) {
-		lws_close_reason(down->wsi,
-		                 (enum lws_close_status)down->close_code, NULL,
-		                 0);
-		return -1;
-	}
-	/*
-	 * Several sends per turn of the loop: while the kernel takes them
-	 * whole. A short send leaves its rest buffered in libwebsockets, and
-	 * then the next one waits for the next writable callback.
-	 */
 	for (n = 0; n < WRITES_PER_TURN && down->tx.head; n++) {
-		if (n > 0 && lws_partial_buffered(down->wsi))
+		if (lws_partial_buffered(down->wsi))
 			break;
 		head = down->tx.head;
 		rc = 1;
@@ -503,6 +510,30 @@ static int on_writable(hl_engine *eng, hl_down *down)
 	return 0;
 }
 
+void hl_down_flush(hl_engine *eng)
+{
+	hl_down *down;
+
+	while ((down = eng->unsent) != NULL) {
+		eng->unsent = down->next_unsent;
+		down->unsent = 0;
+		if (send_queued(eng, down) < 0)
+			lws_set_timeout(down->wsi, PENDING_TIMEOUT_CLOSE_SEND,
+			                LWS_TO_KILL_ASYNC);
+	}
+}
+
+static int on_writable(hl_engine *eng, hl_down *down)
+{
+	if (down->close_code && down->tx.head == NULL) {
+		lws_close_reason(down->wsi,
+		                 (enum lws_close_status)down->close_code, NULL,
+		                 0);
+		return -1;
+	}
+	return send_queued(eng, down);
+}
+
 static void down_free(hl_engine *eng, hl_down *down)
 {
 	hl_down **p;
@@ -511,6 +542,12 @@ static void down_free(hl_engine *eng, hl_down *down)
 	for (p = &eng->downs; *p; p = &(*p)->next) {
 		if (*p == down) {
 			*p = down->next;
+			break;
+		}
+	}
+	for (p = &eng->unsent; down->unsent && *p; p = &(*p)->next_unsent) {
+		if (*p == down) {
+			*p = down->next_unsent;
 			break;
 		}
 	}
@@ -533,6 +570,7 @@ int hl_down_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		if (down == NULL)
 			return -1;
 		down->wsi = wsi;
+		down->eng = eng;
 		down->next = eng->downs;
 		eng->downs = down;
 		*slot = down;

@@ -328,6 +328,9 @@ typedef struct hl_limiter hl_limiter;
 
 typedef struct hl_down {
 	struct hl_down *next;
+	struct hl_down *next_unsent; /* on eng->unsent while queued there */
+	int unsent;
+	struct hl_engine *eng;
 	struct lws *wsi;
 	hl_bot *bot;
 	hl_buf rx;
@@ -400,6 +403,8 @@ struct hl_engine {
 	/* net thread world */
 	hl_bot *bots;
 	hl_down *downs;
+	hl_down *unsent;  /* host connections with frames to send */
+	ev_prepare flush; /* sends them before the loop waits again */
 	/* LWS_PRE + HL_TX_JOIN_BYTES, made when first used */
 	unsigned char *tx_join;
 	hl_http *https;
@@ -486,6 +491,7 @@ void hl_down_session_start(hl_bot *bot);
 void hl_down_invalidate(hl_bot *bot);
 void hl_down_fatal(hl_bot *bot, int code);
 void hl_down_send(hl_down *down, const char *payload, size_t len);
+void hl_down_flush(hl_engine *eng);
 
 /* http.c */
 int hl_http_callback(struct lws *wsi, enum lws_callback_reasons reason,

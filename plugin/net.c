@@ -275,6 +275,14 @@ static void raise_priority(hl_engine *eng)
 		        strerror(errno));
 }
 
+/* Before the loop waits: frames queued for the host go out. */
+static void flush_unsent(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	hl_down_flush(w->data);
+}
+
 /* Wakes the loop now and then while the engine waits for its closes. */
 static void stop_poll(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -304,6 +312,7 @@ static void *net_main(void *arg)
 	while (upstreams_open(eng) && hl_mono_ms() < deadline)
 		ev_run(eng->loop, EVRUN_ONCE);
 	ev_timer_stop(eng->loop, &wake);
+	ev_prepare_stop(eng->loop, &eng->flush);
 	lws_sul_cancel(&status.sul);
 	hl_session_checkpoint(eng, 1);
 	hl_status_refresh(eng);
@@ -375,6 +384,9 @@ int hl_net_start(hl_engine *eng, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot create the event loop");
 		return -1;
 	}
+	ev_prepare_init(&eng->flush, flush_unsent);
+	eng->flush.data = eng;
+	ev_prepare_start(eng->loop, &eng->flush);
 	loops[0] = eng->loop;
 	memset(&info, 0, sizeof(info));
 	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
