@@ -275,11 +275,39 @@ static void raise_priority(hl_engine *eng)
 		        strerror(errno));
 }
 
-/* Before the loop waits: frames queued for the host go out. */
-static void flush_unsent(struct ev_loop *loop, ev_prepare *w, int revents)
+/*
+ * TLS reads ahead (one read() takes what the socket has, several records
+ * at once, instead of a read for each record's header and another for its
+ * body), so a record can wait inside OpenSSL with the socket drained and
+ * no readiness to wake the loop. Before the loop waits, every upstream
+ * connection with such bytes is serviced as if its socket were readable.
+ */
+static void read_buffered(hl_engine *eng)
+{
+	hl_bot *bot;
+
+	for (bot = eng->bots; bot; bot = bot->next) {
+		struct lws_pollfd pfd;
+		SSL *ssl;
+
+		if (bot->up_wsi == NULL ||
+		    (ssl = lws_get_ssl(bot->up_wsi)) == NULL ||
+		    !SSL_has_pending(ssl))
+			continue;
+		pfd.fd = lws_get_socket_fd(bot->up_wsi);
+		pfd.events = POLLIN;
+		pfd.revents = POLLIN;
+		lws_service_fd(eng->lws, &pfd);
+	}
+}
+
+/* Before the loop waits: what TLS holds is read, frames queued for the
+ * host go out. */
+static void before_wait(struct ev_loop *loop, ev_prepare *w, int revents)
 {
 	(void)loop;
 	(void)revents;
+	read_buffered(w->data);
 	hl_down_flush(w->data);
 }
 
@@ -346,6 +374,7 @@ static SSL_CTX *client_tls_new(const hl_config *cfg, char *err, size_t errlen)
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	/* An idle bot holds no 16 KiB record buffers, in and out. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_read_ahead(ctx, 1);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	if (SSL_CTX_set_default_verify_paths(ctx) != 1 ||
 	    (cfg->ca_file &&
@@ -384,7 +413,7 @@ int hl_net_start(hl_engine *eng, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot create the event loop");
 		return -1;
 	}
-	ev_prepare_init(&eng->flush, flush_unsent);
+	ev_prepare_init(&eng->flush, before_wait);
 	eng->flush.data = eng;
 	ev_prepare_start(eng->loop, &eng->flush);
 	loops[0] = eng->loop;
