@@ -105,6 +105,7 @@ export async function startFake(opts = {}) {
     dm: (i, content, attachments, user) =>
       control("POST", `/bots/${i}/dm`, { content, attachments, user }),
     dispatch: (i, t, d) => control("POST", `/bots/${i}/dispatch`, { t, d }),
+    dispatchMany: (i, events) => control("POST", `/bots/${i}/dispatch`, { events }),
     op: (i, op, d) => control("POST", `/bots/${i}/op`, { op, d }),
     close: (i, code) => control("POST", `/bots/${i}/close`, { code }),
     zombie: (i, on = true) => control("POST", `/bots/${i}/zombie`, { on }),

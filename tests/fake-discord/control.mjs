@@ -122,9 +122,16 @@ export class Control {
       sessions, message };
   }
 
-  dispatch(bot, { t, d }) {
-    if (typeof t !== "string") throw new ApiError(400, 0, "t must be an event name");
-    return { sessions: this.gateway.dispatch(bot.index, t, d ?? null) };
+  // One event ({ t, d }), or several ({ events: [{ t, d }, ...] }) written
+  // one after another in one go, as Discord's bursts come.
+  dispatch(bot, { t, d, events }) {
+    const list = events ?? [{ t, d }];
+    if (!Array.isArray(list) || list.some((e) => typeof e?.t !== "string")) {
+      throw new ApiError(400, 0, "t must be an event name");
+    }
+    let sessions = 0;
+    for (const e of list) sessions = this.gateway.dispatch(bot.index, e.t, e.d ?? null);
+    return { sessions };
   }
 
   op(bot, { op, d }) {

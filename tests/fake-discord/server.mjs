@@ -44,7 +44,8 @@
 // Control API (JSON): GET /_fake/record, POST /_fake/reset-record,
 // GET /_fake/bots, GET /_fake/state, POST /_fake/bots/:i/dm {content,
 // attachments?:[{filename, content_type, data_base64}], user?},
-// POST /_fake/bots/:i/dispatch {t, d}, POST /_fake/bots/:i/op {op, d?},
+// POST /_fake/bots/:i/dispatch {t, d} or {events: [{t, d}, ...]} (sent
+// one after another in one go), POST /_fake/bots/:i/op {op, d?},
 // POST /_fake/bots/:i/close {code}, POST /_fake/bots/:i/zombie {on},
 // POST /_fake/bots/:i/drop, POST /_fake/drop-all, POST /_fake/ratelimit
 // {route, count, retry_after, global, scope, bot?}, DELETE /_fake/ratelimit,

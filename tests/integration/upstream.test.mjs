@@ -1,6 +1,6 @@
 // Upstream failures the host must not see, and the ones it must: zombie
-// connections, op 7, op 9 both ways, fatal close codes, and an engine
-// started and stopped many times.
+// connections, op 7, op 9 both ways, fatal close codes, an engine
+// started and stopped many times, and frames that arrive together.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 
@@ -137,5 +137,46 @@ describe("engine lifecycle", () => {
     } finally {
       await fake.stop();
     }
+  });
+});
+
+describe("upstream frames that arrive together", () => {
+  // Frames Discord writes one after another can reach the engine's socket
+  // as several TLS records at once, and the engine reads what the socket
+  // holds in one go. Every frame must go on to the host then, not when
+  // some later frame wakes the connection; a long heartbeat keeps such
+  // later frames (the ACKs) away.
+  const SLOW_HEARTBEAT_MS = 30000;
+  let fake, engine, client;
+
+  before(async () => {
+    fake = await startFake({ bots: 1, heartbeatInterval: SLOW_HEARTBEAT_MS,
+                             heartbeatGrace: 5000, identifyInterval: 1000 });
+    engine = startEngine(configFor(fake, { identify_interval_ms: 1000 }));
+  });
+
+  after(async () => {
+    if (client?.closed === null) await client.close();
+    engine?.stop();
+    await fake?.stop();
+  });
+
+  // Whether a burst's records share one read is up to timing; about one
+  // burst in four does, so many are sent.
+  const BURSTS = 30;
+
+  test("frames written together reach the host together", async () => {
+    client = new GatewayClient(engine.origin.replace("http:", "ws:"),
+                               fake.info.bots[0].token).identify();
+    await waitFor("READY", () => client.dispatches("READY")[0]);
+    const got = () => client.dispatches("MESSAGE_CREATE").map((f) => f.d.content);
+    for (let burst = 0; burst < BURSTS; burst++) {
+      const texts = [0, 1, 2].map((i) => `burst ${burst} frame ${i}`);
+      await fake.dispatchMany(0, texts.map((content, i) => ({ t: "MESSAGE_CREATE",
+        d: { id: `93${burst}${i}`, channel_id: "930000", content, author: { id: "930001" } } })));
+      // Well inside the heartbeat: what is held back waits for an ACK.
+      await waitFor(`burst ${burst}`, () => texts.every((t) => got().includes(t)), 3000);
+    }
+    assert.equal(got().length, 3 * BURSTS);
   });
 });
