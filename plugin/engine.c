@@ -59,6 +59,7 @@ static void engine_free(hl_engine *eng)
 		free(down);
 	}
 	free(eng->tx_join);
+	free(eng->up_by_fd);
 	while (eng->https) {
 		hl_http *h = eng->https;
 

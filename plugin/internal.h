@@ -261,6 +261,9 @@ typedef struct hl_bot {
 	/* upstream */
 	enum hl_up_state up_state;
 	struct lws *up_wsi;
+	int up_fd;    /* its socket while established, else -1 */
+	int tls_read; /* on eng->tls_readers */
+	struct hl_bot *next_tls_read;
 	hl_buf up_rx; /* a message being reassembled */
 	hl_msgq up_tx;
 	int up_close_code; /* close we are asking for, or 0 */
@@ -403,8 +406,11 @@ struct hl_engine {
 	/* net thread world */
 	hl_bot *bots;
 	hl_down *downs;
-	hl_down *unsent;  /* host connections with frames to send */
-	ev_prepare flush; /* sends them before the loop waits again */
+	hl_down *unsent;   /* host connections with frames to send */
+	hl_bot **up_by_fd; /* established upstream connections by socket */
+	int up_by_fd_len;
+	hl_bot *tls_readers; /* bots whose TLS read a record this turn */
+	ev_prepare flush;    /* before the loop waits: reads, then sends */
 	/* LWS_PRE + HL_TX_JOIN_BYTES, made when first used */
 	unsigned char *tx_join;
 	hl_http *https;
@@ -466,6 +472,8 @@ int hl_net_start(hl_engine *eng, char *err, size_t errlen);
 void hl_net_stop(hl_engine *eng);
 void hl_net_destroy(hl_engine *eng);
 void hl_net_wake(hl_engine *eng);
+void hl_net_track_up(hl_bot *bot, struct lws *wsi);
+void hl_net_untrack_up(hl_bot *bot);
 
 /* upstream.c */
 hl_bot *hl_bot_find(hl_engine *eng, const char *token, const int shard[2]);

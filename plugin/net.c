@@ -24,6 +24,7 @@
 #include <sys/syscall.h>
 
 #include <ev.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include "internal.h"
@@ -278,26 +279,116 @@ static void raise_priority(hl_engine *eng)
 /*
  * TLS reads ahead (one read() takes what the socket has, several records
  * at once, instead of a read for each record's header and another for its
- * body), so a record can wait inside OpenSSL with the socket drained and
- * no readiness to wake the loop. Before the loop waits, every upstream
- * connection with such bytes is serviced as if its socket were readable.
+ * body), so whole records can wait inside OpenSSL with the socket drained
+ * and no readiness to wake the loop; libwebsockets only asks SSL_pending,
+ * which does not count them, and serves a connection one record per call.
+ *
+ * So OpenSSL tells us (its message callback) which upstream connections
+ * read a record this turn, and before the loop waits each of them is
+ * served as if its socket were readable for as long as OpenSSL holds a
+ * whole record for it (SSL_peek finds one) and each turn takes some of
+ * it; a partial record waits for the rest to arrive on the socket.
  */
-static void read_buffered(hl_engine *eng)
+static void mark_tls_read(hl_bot *bot)
 {
-	hl_bot *bot;
+	hl_engine *eng = bot->eng;
 
-	for (bot = eng->bots; bot; bot = bot->next) {
-		struct lws_pollfd pfd;
-		SSL *ssl;
+	if (bot->tls_read)
+		return;
+	bot->tls_read = 1;
+	bot->next_tls_read = eng->tls_readers;
+	eng->tls_readers = bot;
+}
 
-		if (bot->up_wsi == NULL ||
-		    (ssl = lws_get_ssl(bot->up_wsi)) == NULL ||
-		    !SSL_has_pending(ssl))
-			continue;
+static void tls_message(int write_p, int version, int content_type,
+                        const void *buf, size_t len, SSL *ssl, void *arg)
+{
+	hl_engine *eng = arg;
+	int fd;
+
+	(void)version;
+	(void)buf;
+	(void)len;
+	if (write_p || content_type != SSL3_RT_HEADER)
+		return;
+	fd = SSL_get_fd(ssl);
+	if (fd >= 0 && fd < eng->up_by_fd_len && eng->up_by_fd[fd])
+		mark_tls_read(eng->up_by_fd[fd]);
+}
+
+void hl_net_track_up(hl_bot *bot, struct lws *wsi)
+{
+	hl_engine *eng = bot->eng;
+	int fd = lws_get_socket_fd(wsi);
+
+	if (fd < 0)
+		return;
+	if (fd >= eng->up_by_fd_len) {
+		int len = fd + 64;
+		hl_bot **by_fd = realloc(eng->up_by_fd, sizeof(*by_fd) * len);
+
+		if (by_fd == NULL)
+			return;
+		memset(by_fd + eng->up_by_fd_len, 0,
+		       sizeof(*by_fd) * (size_t)(len - eng->up_by_fd_len));
+		eng->up_by_fd = by_fd;
+		eng->up_by_fd_len = len;
+	}
+	eng->up_by_fd[fd] = bot;
+	bot->up_fd = fd;
+	/* What came with the handshake may already wait inside OpenSSL. */
+	mark_tls_read(bot);
+}
+
+void hl_net_untrack_up(hl_bot *bot)
+{
+	hl_engine *eng = bot->eng;
+
+	if (bot->up_fd >= 0 && bot->up_fd < eng->up_by_fd_len &&
+	    eng->up_by_fd[bot->up_fd] == bot)
+		eng->up_by_fd[bot->up_fd] = NULL;
+	bot->up_fd = -1;
+}
+
+static void serve_buffered(hl_engine *eng, hl_bot *bot)
+{
+	struct lws_pollfd pfd;
+	SSL *ssl;
+	char c;
+	int held, n;
+
+	while (bot->up_wsi && (ssl = lws_get_ssl(bot->up_wsi)) &&
+	       SSL_has_pending(ssl)) {
+		n = SSL_peek(ssl, &c, 1);
+		if (n <= 0) {
+			n = SSL_get_error(ssl, n);
+			ERR_clear_error();
+			if (n == SSL_ERROR_WANT_READ ||
+			    n == SSL_ERROR_WANT_WRITE)
+				break;
+			/* Let libwebsockets meet the failure. */
+		}
+		held = SSL_pending(ssl);
 		pfd.fd = lws_get_socket_fd(bot->up_wsi);
 		pfd.events = POLLIN;
 		pfd.revents = POLLIN;
 		lws_service_fd(eng->lws, &pfd);
+		if (n <= 0 || bot->up_wsi == NULL || SSL_pending(ssl) == held)
+			break; /* no progress: it does not read now */
+	}
+}
+
+static void read_buffered(hl_engine *eng)
+{
+	hl_bot *list = eng->tls_readers, *bot;
+
+	/* Serving reads records, which marks the bots again: those wait for
+	 * the next turn, with nothing whole left to read. */
+	eng->tls_readers = NULL;
+	while ((bot = list) != NULL) {
+		list = bot->next_tls_read;
+		bot->tls_read = 0;
+		serve_buffered(eng, bot);
 	}
 }
 
@@ -453,6 +544,8 @@ int hl_net_start(hl_engine *eng, char *err, size_t errlen)
 	eng->tls = client_tls_new(&eng->cfg, err, errlen);
 	if (eng->tls == NULL)
 		goto fail;
+	SSL_CTX_set_msg_callback(eng->tls, tls_message);
+	SSL_CTX_set_msg_callback_arg(eng->tls, eng);
 	memset(&info, 0, sizeof(info));
 	info.vhost_name = "upstream";
 	info.port = CONTEXT_PORT_NO_LISTEN;

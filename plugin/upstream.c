@@ -90,6 +90,7 @@ hl_bot *hl_bot_new(hl_engine *eng, const char *token, const int shard[2],
 		return NULL;
 	}
 	bot->eng = eng;
+	bot->up_fd = -1;
 	bot->id = ++eng->next_id;
 	bot->shard[0] = shard[0];
 	bot->shard[1] = shard[1];
@@ -705,6 +706,7 @@ static void on_closed(hl_bot *bot, const char *why)
 
 	hl_timer_stop(&bot->hb_timer);
 	hl_timer_stop(&bot->retry_timer);
+	hl_net_untrack_up(bot);
 	bot->up_wsi = NULL;
 	hl_buf_free(&bot->up_rx);
 	hl_msgq_clear(&bot->up_tx);
@@ -759,6 +761,7 @@ int hl_up_callback(struct lws *wsi, enum lws_callback_reasons reason, void *in,
 	case LWS_CALLBACK_CLIENT_ESTABLISHED:
 		bot->up_state = UP_HELLO;
 		bot->reconnect_ms = -1;
+		hl_net_track_up(bot, wsi);
 		return 0;
 	case LWS_CALLBACK_CLIENT_RECEIVE:
 		if (hl_buf_append(&bot->up_rx, in, len) != 0)
