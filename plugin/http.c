@@ -218,6 +218,16 @@ static void answer_locally(hl_http *h, int status, const char *message)
 	lws_callback_on_writable(h->wsi);
 }
 
+/* Ends a request that will not be sent after all: its host, if still
+ * there, gets `status` with `message`. */
+void hl_http_fail(hl_engine *eng, hl_http *h, int status, const char *message)
+{
+	if (h->wsi == NULL)
+		hl_http_forget(eng, h);
+	else
+		answer_locally(h, status, message);
+}
+
 /* Builds the upstream URL of a request, or NULL when it is not ours. */
 static char *upstream_url(hl_engine *eng, struct lws *wsi, const char *path,
                           int *for_cdn)

@@ -365,9 +365,10 @@ typedef struct hl_http {
 	int counted;         /* in its bucket's in-flight count */
 	hl_timer wait;
 	int retries;
-	hl_job *held; /* a reply waiting for the journal's sync */
-	uint64_t jid; /* its journal entry, once durable, else 0 */
-	int attempts; /* deliveries of a journaled reply that failed */
+	hl_job *held;     /* a reply waiting for the journal's sync */
+	uint64_t jid;     /* its journal entry, once durable, else 0 */
+	int attempts;     /* deliveries of a journaled reply that failed */
+	long last_status; /* Discord's answer to the last of them */
 } hl_http;
 
 struct hl_engine {
@@ -506,6 +507,7 @@ int hl_http_callback(struct lws *wsi, enum lws_callback_reasons reason,
                      void *user, void *in, size_t len);
 void hl_http_on_answer(hl_engine *eng, hl_job *job);
 void hl_http_forget(hl_engine *eng, hl_http *h);
+void hl_http_fail(hl_engine *eng, hl_http *h, int status, const char *message);
 
 /* session.c */
 void hl_sessions_load(hl_engine *eng);
@@ -523,6 +525,7 @@ int hl_session_write(int dirfd, const hl_job *job);
 int hl_reply_hold(hl_engine *eng, hl_http *h, hl_job *job);
 void hl_reply_on_journaled(hl_engine *eng, hl_job *done);
 int hl_reply_settle(hl_engine *eng, hl_http *h, hl_job *job);
+int hl_reply_drop_stale(hl_engine *eng, hl_http *h);
 void hl_reply_resend(hl_engine *eng, const char *token);
 void hl_reply_free_edits(hl_engine *eng);
 

@@ -338,6 +338,10 @@ static void wake(hl_timer *timer)
 		hl_http_forget(eng, h);
 		return;
 	}
+	if (hl_reply_drop_stale(eng, h)) {
+		hl_job_free(job);
+		return;
+	}
 	w = wait_ms(eng, h, now);
 	if (w > 0)
 		park(eng, h, job, w);

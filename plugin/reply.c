@@ -375,6 +375,28 @@ static int edit_superseded(const hl_engine *eng, const hl_http *h)
 	return 0;
 }
 
+/*
+ * Called when a journaled request has waited its turn and is about to go
+ * out. An edit of a message that a newer edit has reached meanwhile would
+ * put the older text back, so it is settled instead: done in the journal,
+ * and its host gets the failure Discord gave its last try. Returns 1 when
+ * the request was dropped.
+ */
+int hl_reply_drop_stale(hl_engine *eng, hl_http *h)
+{
+	if (h->jid == 0 || !is_edit(h) || !edit_superseded(eng, h))
+		return 0;
+	hl_logf(eng->log, HL_WARN,
+	        "edit not sent again path=%s; a newer edit of the message got "
+	        "through while it waited",
+	        h->path);
+	journal_done(eng, h->jid);
+	hl_http_fail(eng, h, h->last_status > 0 ? (int)h->last_status : 502,
+	             "heartline: a newer edit of this message was delivered; "
+	             "this one was not sent again");
+	return 1;
+}
+
 void hl_reply_free_edits(hl_engine *eng)
 {
 	while (eng->edits) {
@@ -400,15 +422,16 @@ int hl_reply_settle(hl_engine *eng, hl_http *h, hl_job *job)
 	if (h->jid == 0)
 		return 0;
 	/*
-	 * XXX: a retry already waiting or on its way when a newer edit of
-	 * the message gets through is still sent, and can land after it;
-	 * only the next failed attempt sees the newer one.
+	 * XXX: a retry already on its way when a newer edit of the message
+	 * gets through can still land after it; one that waits for its turn
+	 * is dropped then (hl_reply_drop_stale).
 	 */
 	if (failed && !superseded && h->attempts + 1 < ATTEMPTS_MAX) {
 		wait = (int64_t)BACKOFF_FIRST_MS << h->attempts;
 		if (wait > BACKOFF_MAX_MS)
 			wait = BACKOFF_MAX_MS;
 		h->attempts++;
+		h->last_status = job->status;
 		hl_logf(eng->log, HL_WARN,
 		        "reply not delivered status=%ld path=%s; trying again "
 		        "in %lld ms",

@@ -241,6 +241,40 @@ describe("reply journal", () => {
     }
   });
 
+  test("a failed edit waiting to be tried again is dropped once a newer one lands", async () => {
+    const { fake, stateDir, config, channel_id, headers } = await oneBotWithState();
+    const PATCH = "PATCH /channels/:channel/messages/:message";
+    const edits = async () => (await fake.record()).messages
+      .filter((m) => m.method === "PATCH").map((m) => m.content);
+    const engine = startEngine(config);
+    try {
+      const base = `${engine.origin}/api/v10/channels/${channel_id}/messages`;
+      const created = await (await fetch(base, {
+        method: "POST", headers, body: JSON.stringify({ content: "edit 0" }),
+      })).json();
+      const patch = (text) => fetch(`${base}/${created.id}`,
+        { method: "PATCH", headers, body: JSON.stringify({ content: text }) });
+
+      // "edit 1" fails once and waits a second to be tried again; "edit 2"
+      // gets through meanwhile. Sending "edit 1" then would undo it.
+      await fake.fault({ route: PATCH, count: 1, status: 500 });
+      const first = patch("edit 1");
+      await waitFor("edit 1 refused", async () =>
+        (await fake.record()).requests.some((r) => r.route === PATCH && r.status === 500));
+      assert.equal((await patch("edit 2")).status, 200);
+      const answer = await first;
+      assert.equal(answer.status, 500);
+      assert.match((await answer.json()).message, /newer edit/);
+      await sleep(1500);
+      assert.deepEqual(await edits(), ["edit 2"]);
+      assert.ok(engine.logs().some((l) => /edit not sent again/.test(l.msg)));
+    } finally {
+      engine.stop();
+      await fake.stop();
+      rmSync(dirname(stateDir), { recursive: true, force: true });
+    }
+  });
+
   test("after a restart only the newest pending edit of a message is sent", async () => {
     const { fake, stateDir, config, channel_id, headers } = await oneBotWithState();
     const journalHas = (text) => readFileSync(join(stateDir, "journal")).includes(text);
