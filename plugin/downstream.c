@@ -21,8 +21,8 @@
 #include "internal.h"
 
 #define DOWN_HEARTBEAT_MS 41250
-/* Frames written to one host connection per writable callback, at most:
- * enough to save loop turns, few enough that no bot waits long. */
+/* Sends to one host connection per turn of the loop, at most: enough to
+ * save loop turns, few enough that no bot waits long. */
 #define WRITES_PER_TURN 16
 
 static void close_down(hl_down *down, int code)
@@ -448,8 +448,9 @@ static int fits_joined(const hl_msg *m, size_t used)
  * at a time, and a send each cost more than the frames themselves; what
  * the kernel does not take libwebsockets keeps and sends first next time.
  */
-static int write_joined(hl_engine *eng, hl_down *down)
+static int write_joined(hl_down *down)
 {
+	hl_engine *eng = down->eng;
 	unsigned char *out;
 	size_t used = 0;
 	hl_msg *m;
@@ -487,7 +488,7 @@ static int write_one(hl_down *down)
  * is still queued waits for a writable callback. Returns -1 when the
  * connection failed.
  */
-static int send_queued(hl_engine *eng, hl_down *down)
+static int send_queued(hl_down *down)
 {
 	const hl_msg *head;
 	int n, rc;
@@ -499,7 +500,7 @@ static int send_queued(hl_engine *eng, hl_down *down)
 		rc = 1;
 		if (head->next &&
 		    fits_joined(head->next, FRAME_HEADER_MAX + head->len))
-			rc = write_joined(eng, down);
+			rc = write_joined(down);
 		if (rc > 0)
 			rc = write_one(down);
 		if (rc < 0)
@@ -517,13 +518,13 @@ void hl_down_flush(hl_engine *eng)
 	while ((down = eng->unsent) != NULL) {
 		eng->unsent = down->next_unsent;
 		down->unsent = 0;
-		if (send_queued(eng, down) < 0)
+		if (send_queued(down) < 0)
 			lws_set_timeout(down->wsi, PENDING_TIMEOUT_CLOSE_SEND,
 			                LWS_TO_KILL_ASYNC);
 	}
 }
 
-static int on_writable(hl_engine *eng, hl_down *down)
+static int on_writable(hl_down *down)
 {
 	if (down->close_code && down->tx.head == NULL) {
 		lws_close_reason(down->wsi,
@@ -531,7 +532,7 @@ static int on_writable(hl_engine *eng, hl_down *down)
 		                 0);
 		return -1;
 	}
-	return send_queued(eng, down);
+	return send_queued(down);
 }
 
 static void down_free(hl_engine *eng, hl_down *down)
@@ -588,7 +589,7 @@ int hl_down_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		down->rx.len = 0;
 		return 0;
 	case LWS_CALLBACK_SERVER_WRITEABLE:
-		return down ? on_writable(eng, down) : -1;
+		return down ? on_writable(down) : -1;
 	case LWS_CALLBACK_CLOSED:
 		if (down)
 			down_free(eng, down);
