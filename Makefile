@@ -30,7 +30,7 @@ NODE_ENV := . scripts/env.sh &&
 
 all: $(LIB) $(BUILD)/heartline
 
-$(BUILD)/obj/%.o: plugin/%.c plugin/internal.h plugin/journal.h \
+$(BUILD)/obj/%.o: plugin/%.c plugin/internal.h plugin/journal.h plugin/handover.h \
 		include/heartline.h
 	@mkdir -p $(@D)
 	$(CC) $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -Iinclude \
@@ -38,11 +38,13 @@ $(BUILD)/obj/%.o: plugin/%.c plugin/internal.h plugin/journal.h \
 
 # -Bsymbolic: a second copy of the library loaded beside this one (a new
 # build taking over in the same process) binds its calls to itself.
+# -z nodelete: a build that handed its network context over stays mapped,
+# since libwebsockets keeps pointers to its constant data.
 $(LIB): $(OBJS)
-	$(CC) -shared -Wl,-z,defs -Wl,-Bsymbolic -o $@ $(OBJS) $(PKG_LIBS) -lpthread
+	$(CC) -shared -Wl,-z,defs -Wl,-Bsymbolic -Wl,-z,nodelete -o $@ $(OBJS) $(PKG_LIBS) -lpthread
 
 # The same engine built with sanitizers, linked into the C tests.
-$(BUILD)/asan/%.o: plugin/%.c plugin/internal.h plugin/journal.h \
+$(BUILD)/asan/%.o: plugin/%.c plugin/internal.h plugin/journal.h plugin/handover.h \
 		include/heartline.h
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -O1 -g $(SANITIZE) -Iinclude $(PKG_CFLAGS) -c $< -o $@

@@ -14,10 +14,13 @@
  * running again keeps a running engine whose configuration is unchanged
  * instead of reconnecting every bot upstream. The service's stop() only
  * releases the engine; it ends when no registration takes it back within
- * a grace period, or when the process exits.
+ * a grace period, or when the process exits. A newer build of the library
+ * (another `library` path) is loaded beside the running one and takes its
+ * engine's sessions over: the upstream connections go on as they are.
  *
- * Every call into the library returns at once (the ABI's promise), and
- * the library never calls back, so nothing here can stall its threads.
+ * Every call into the library returns at once (the ABI's promise; a
+ * handover to a new build waits up to 3 s for HTTP requests in progress),
+ * and the library never calls back, so nothing here can stall its threads.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -67,10 +70,11 @@ function loadKoffi(state, rootDir) {
   return state.koffi;
 }
 
-// Binds the ABI of one library file. Handles are koffi pointers (BigInt
-// or null); buffers go in as `void *` so the library writes into memory
-// that JS owns.
-function bindLibrary(state, rootDir, libPath) {
+// Binds the ABI of one library file, once its ABI version is the one this
+// plugin was built for. Handles are koffi pointers (BigInt or null);
+// buffers go in as `void *` so the library writes into memory that JS
+// owns.
+function checkedLibrary(state, rootDir, libPath, abi) {
   const known = state.libs.get(libPath);
   if (known)
     return known;
@@ -82,8 +86,10 @@ function bindLibrary(state, rootDir, libPath) {
   } catch (err) {
     throw new Error(`cannot load ${libPath}: ${err.message}`);
   }
+  const found = so.func('hl_abi_version', 'int', [])();
+  if (found !== abi)
+    throw new Error(`${libPath} has ABI ${found}, this plugin needs ${abi}`);
   const lib = {
-    abiVersion: so.func('hl_abi_version', 'int', []),
     version: so.func('hl_version', 'const char *', []),
     start: so.func('hl_start', 'void *',
       ['const char *', 'void *', 'size_t']),
@@ -93,6 +99,10 @@ function bindLibrary(state, rootDir, libPath) {
     status: so.func('hl_status', 'size_t', ['void *', 'void *', 'size_t']),
     drain: so.func('hl_logs_drain', 'size_t',
       ['void *', 'void *', 'size_t']),
+    handoverVersion: so.func('hl_handover_version', 'int', []),
+    detach: so.func('hl_detach', 'void *', ['void *', 'void *', 'size_t']),
+    attach: so.func('hl_attach', 'void *',
+      ['const char *', 'void *', 'void *', 'size_t']),
   };
   state.libs.set(libPath, lib);
   return lib;
@@ -218,18 +228,14 @@ function withPort(config, engine) {
   return { ...config, listen_port: Number(new URL(engine.origin).port) };
 }
 
-// The library's bound ABI, if it is the one this plugin was built for.
-function checkedLibrary(state, rootDir, libPath, abi) {
-  const lib = bindLibrary(state, rootDir, libPath);
-  const found = lib.abiVersion();
-  if (found !== abi)
-    throw new Error(`${libPath} has ABI ${found}, this plugin needs ${abi}`);
-  return lib;
-}
-
-function startEngine(lib, libPath, config) {
+// Starts an engine of lib, or with a handover, one that goes on with the
+// sessions of the engine that made it.
+function startEngine(lib, libPath, config, handover = null) {
   const err = Buffer.alloc(ERR_BUF_BYTES);
-  const handle = lib.start(JSON.stringify(config), err, err.length);
+  const text = JSON.stringify(config);
+  const handle = handover
+    ? lib.attach(text, handover, err, err.length)
+    : lib.start(text, err, err.length);
   if (!handle)
     throw new Error(`engine did not start: ${cString(err, err.length)}`);
 
@@ -303,31 +309,72 @@ function reconfigure(state, api, config, key) {
   return true;
 }
 
+// A newer build takes the running engine's sessions over, in this
+// process and without a reconnect upstream (the channel RESUMEs into it).
+// Both builds must agree on the state version; else it is refused and the
+// running engine stays. A handover the new build refuses goes back to
+// the build that made it.
+function handOver(state, old, lib, libPath, config) {
+  const theirs = lib.handoverVersion();
+  const ours = typeof old.lib.handoverVersion === 'function'
+    ? old.lib.handoverVersion() : 'none';
+  if (ours !== theirs)
+    throw new Error(`${libPath} takes sessions of state version ` +
+      `${theirs}, the running engine hands over ${ours}: restart the ` +
+      'gateway to load it');
+
+  drainLogs(state);
+  const err = Buffer.alloc(ERR_BUF_BYTES);
+  const handover = old.lib.detach(old.handle, err, err.length);
+  if (!handover)
+    throw new Error('the running engine kept its sessions: ' +
+      cString(err, err.length));
+  try {
+    return startEngine(lib, libPath, withPort(config, old), handover);
+  } catch (refused) {
+    try {
+      state.engine = startEngine(old.lib, old.libPath, old.config, handover);
+      state.engine.key = old.key;
+    } catch (lost) {
+      state.engine = null;
+      restoreEnv(state);
+      throw new Error(`${refused.message}; and the running build could ` +
+        `not take its sessions back: ${lost.message}`);
+    }
+    throw refused;
+  }
+}
+
 // Keeps a running engine whose configuration is unchanged, changes its
-// configuration in place, or replaces it. Returns the engine, or throws
-// with a message for the operator; a running engine then runs on.
+// configuration in place, hands it over to a new build, or replaces it.
+// Returns the engine, or throws with a message for the operator; a
+// running engine then runs on.
 function ensureEngine(state, api, meta) {
   const libPath = resolveLibrary(api.rootDir, api.pluginConfig);
   const config = engineConfig(api, meta.hostKeys);
   const key = configKey(libPath, config);
-
-  if (state.engine?.key === key) {
-    api.logger.info(`[${PLUGIN_ID}] keeping the running engine ` +
-      `at ${state.engine.origin}`);
-    return state.engine;
-  }
-  if (state.engine?.libPath === libPath &&
-      reconfigure(state, api, config, key))
-    return state.engine;
-  const lib = checkedLibrary(state, api.rootDir, libPath, meta.abi);
   const old = state.engine;
-  if (old) {
+
+  if (old?.key === key) {
+    api.logger.info(`[${PLUGIN_ID}] keeping the running engine ` +
+      `at ${old.origin}`);
+    return old;
+  }
+  // The running engine takes the configuration, or says that a key only
+  // a new engine takes has changed (rc 1).
+  const sameKeys = old &&
+    reconfigure(state, api, config, configKey(old.libPath, config));
+  if (sameKeys && old.libPath === libPath)
+    return old;
+  const lib = checkedLibrary(state, api.rootDir, libPath, meta.abi);
+  let how = '';
+  if (sameKeys) {
+    state.engine = handOver(state, old, lib, libPath, config);
+    how = ', sessions taken over from the running engine';
+  } else if (old) {
     // The channel keeps the WebSocket URL it started with, so the new
     // engine takes the old one's port; the sessions it checkpointed on
     // stop are RESUMEd, not identified anew.
-    // XXX: the upstream connections themselves are not handed over, so
-    // every bot reconnects once (a RESUME Discord sees as a drop); the
-    // live TLS sessions would have to move between the two libraries.
     stopEngine(state);
     try {
       state.engine = startEngine(lib, libPath, withPort(config, old));
@@ -344,7 +391,7 @@ function ensureEngine(state, api, meta) {
   state.engine.key = key;
   const version = state.engine.lib.version();
   api.logger.info(`[${PLUGIN_ID}] engine ${version} listening ` +
-    `at ${state.engine.origin}`);
+    `at ${state.engine.origin}${how}`);
   return state.engine;
 }
 

@@ -5,9 +5,9 @@
  * upstream Discord gateway sessions and REST forwarding behind it, all run
  * on the engine's own threads. A host (the OpenClaw shim, `heartline
  * serve`, a test) starts engines, polls their status and logs, and stops
- * them. Every call below returns at once, is safe from any host thread,
- * and never calls back into the host. Several engines may live in one
- * process; start and stop may repeat any number of times.
+ * them. Every call below but hl_detach returns at once, is safe from any
+ * host thread, and never calls back into the host. Several engines may live in
+ * one process; start and stop may repeat any number of times.
  *
  * Strings in and out are UTF-8 JSON. Output goes into buffers the caller
  * owns, so a host needs no allocator of ours.
@@ -22,7 +22,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a declaration below changes meaning. */
-#define HL_ABI_VERSION 2
+#define HL_ABI_VERSION 3
 
 #if defined(__GNUC__)
 #define HL_EXPORT __attribute__((visibility("default")))
@@ -52,6 +52,46 @@ HL_EXPORT hl_engine *hl_start(const char *config_json, char *err,
  * threads are joined and all memory is released. NULL is ignored.
  */
 HL_EXPORT void hl_stop(hl_engine *engine);
+
+/*
+ * A running engine's live state on its way to another engine in the same
+ * process: its upstream connections, sessions, replay buffers and
+ * listening socket. Opaque; see hl_detach and hl_attach.
+ */
+typedef struct hl_handover hl_handover;
+
+/*
+ * Returns the version of the state hl_detach hands over. hl_attach takes
+ * only a handover of its own version, so a host compares the two
+ * libraries' versions before it detaches anything.
+ */
+HL_EXPORT int hl_handover_version(void);
+
+/*
+ * Ends an engine without ending its upstream sessions: HTTP requests in
+ * progress are answered first (for at most 3 s), the host's
+ * gateway connections are closed (a Discord client RESUMEs them), and
+ * the rest is returned for hl_attach, of this build or another one loaded
+ * beside it. The engine handle is gone once this returns a handover.
+ * Returns NULL, with err set and the engine running as before, only when
+ * there is no memory for the handover. The connections wait unserved
+ * until hl_attach, so a host attaches at once.
+ */
+HL_EXPORT hl_handover *hl_detach(hl_engine *engine, char *err, size_t errlen);
+
+/*
+ * Starts an engine from a configuration (as for hl_start) and a handover:
+ * it listens on the detached engine's socket and goes on with its
+ * sessions where they were, without reconnecting them. On success the
+ * handover is consumed. On failure returns NULL, err says why (a state
+ * version of another build, a configuration that differs in a key only a
+ * new engine can take), and the handover is left as it was, for
+ * hl_attach of the library that made it; only when the engine's threads
+ * cannot start once it has taken the sessions are they closed instead
+ * (resumably, as by hl_stop).
+ */
+HL_EXPORT hl_engine *hl_attach(const char *config_json, hl_handover *handover,
+                               char *err, size_t errlen);
 
 /*
  * Gives a running engine a new configuration (the same JSON as for

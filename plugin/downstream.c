@@ -278,7 +278,7 @@ static int parse_shard(cJSON *d, int shard[2])
 
 static void on_identify(hl_down *down, cJSON *d)
 {
-	hl_engine *eng = lws_context_user(lws_get_context(down->wsi));
+	hl_engine *eng = down->eng;
 	cJSON *token = cJSON_GetObjectItemCaseSensitive(d, "token");
 	int shard[2];
 	hl_bot *bot;
@@ -324,7 +324,7 @@ static void on_identify(hl_down *down, cJSON *d)
 
 static void on_resume(hl_down *down, cJSON *d)
 {
-	hl_engine *eng = lws_context_user(lws_get_context(down->wsi));
+	hl_engine *eng = down->eng;
 	cJSON *token = cJSON_GetObjectItemCaseSensitive(d, "token");
 	cJSON *sid = cJSON_GetObjectItemCaseSensitive(d, "session_id");
 	cJSON *seq = cJSON_GetObjectItemCaseSensitive(d, "seq");
@@ -373,7 +373,7 @@ static void on_resume(hl_down *down, cJSON *d)
 
 static void on_message(hl_down *down, const char *text, size_t len)
 {
-	hl_engine *eng = lws_context_user(lws_get_context(down->wsi));
+	hl_engine *eng = down->eng;
 	cJSON *msg = cJSON_ParseWithLength(text, len);
 	cJSON *op = cJSON_GetObjectItemCaseSensitive(msg, "op");
 	cJSON *d = cJSON_GetObjectItemCaseSensitive(msg, "d");
@@ -560,7 +560,7 @@ static void down_free(hl_engine *eng, hl_down *down)
 int hl_down_callback(struct lws *wsi, enum lws_callback_reasons reason,
                      void *user, void *in, size_t len)
 {
-	hl_engine *eng = lws_context_user(lws_get_context(wsi));
+	hl_engine *eng = hl_net_engine(wsi);
 	hl_down **slot = user;
 	hl_down *down = slot ? *slot : NULL;
 	char hello[64];

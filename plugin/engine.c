@@ -1,13 +1,17 @@
 /*
- * engine.c - the exported ABI: start, stop, reconfigure, status, logs.
+ * engine.c - the exported ABI: start, stop, reconfigure, status, logs,
+ * and the handover of a running engine to another build (detach, attach).
  *
  * These run on the host's thread. Starting builds the configuration, the
  * log, the disk, rest and net threads (the net thread's context already
- * listens when hl_start returns); stopping reverses that. hl_status
- * waits up to STATUS_WAIT_MS for a fresh snapshot; hl_stop joins the
- * engine's threads after they have closed their connections and saved
- * their checkpoints. Nothing else waits on more than a mutex held for a
- * copy.
+ * listens when hl_start returns); stopping reverses that. Detaching stops
+ * the same way but keeps the listening socket, the network context and
+ * the upstream sessions in a handover (handover.h); attaching starts an
+ * engine on them instead of on new ones. hl_status waits up to
+ * STATUS_WAIT_MS for a fresh snapshot; hl_stop joins the engine's threads
+ * after they have closed their connections and saved their checkpoints;
+ * hl_detach first lets the front answer what it is relaying. Nothing
+ * else waits on more than a mutex held for a copy.
  * XXX: with a state_dir, hl_start reads, rewrites and syncs the journal
  * and reads the checkpoints on the host's thread, and hl_stop waits for
  * the final checkpoints to be synced: on a slow disk the host's loop
@@ -21,7 +25,7 @@
 
 #include <curl/curl.h>
 
-#include "internal.h"
+#include "handover.h"
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static int global_ok;
@@ -90,6 +94,7 @@ static void engine_free(hl_engine *eng)
 	pthread_mutex_destroy(&eng->status_lock);
 	free(eng->status_json);
 	hl_log_free(eng->log);
+	free(eng->cfg_text);
 	hl_config_free(&eng->cfg);
 	if (eng->loop)
 		ev_loop_destroy(eng->loop);
@@ -110,16 +115,11 @@ static void init_status_cond(pthread_cond_t *cond)
 	pthread_condattr_destroy(&attr);
 }
 
-HL_EXPORT hl_engine *hl_start(const char *config_json, char *err, size_t errlen)
+/* An engine with its configuration and its log, nothing running yet. */
+static hl_engine *engine_new(const char *config_json, char *err, size_t errlen)
 {
-	char scratch[256];
 	hl_engine *eng;
 
-	if (err == NULL || errlen == 0) {
-		err = scratch;
-		errlen = sizeof(scratch);
-	}
-	err[0] = '\0';
 	pthread_once(&global_once, global_init);
 	if (!global_ok) {
 		snprintf(err, errlen, "cannot initialise libcurl");
@@ -140,45 +140,92 @@ HL_EXPORT hl_engine *hl_start(const char *config_json, char *err, size_t errlen)
 	init_status_cond(&eng->status_built);
 	pthread_mutex_init(&eng->adopt_lock, NULL);
 	pthread_mutex_init(&eng->reconf_lock, NULL);
+	eng->cfg_text = strdup(config_json);
 	eng->log = hl_log_new(eng->cfg.log_level);
-	if (eng->log == NULL) {
+	if (eng->log == NULL || eng->cfg_text == NULL) {
 		snprintf(err, errlen, "out of memory");
-		goto fail;
+		engine_free(eng);
+		return NULL;
 	}
+	return eng;
+}
+
+/* The net thread on a context of its own, then the front. */
+static int start_threads(hl_engine *eng, char *err, size_t errlen)
+{
+	if (hl_net_start(eng, err, errlen) != 0)
+		return -1;
+	if (hl_front_run(eng->front) == 0)
+		return 0;
+	snprintf(err, errlen, "cannot start the local endpoint");
+	hl_net_stop(eng);
+	hl_net_destroy(eng);
+	return -1;
+}
+
+/*
+ * The front, then the net thread on the handover's context: once that
+ * thread has taken the sessions nothing is left that can fail, so a
+ * failure leaves the handover as it was.
+ */
+static int attach_threads(hl_engine *eng, char *err, size_t errlen)
+{
+	hl_net_borrow(eng);
+	if (hl_front_run(eng->front) != 0) {
+		snprintf(err, errlen, "cannot start the local endpoint");
+		hl_net_unborrow(eng);
+		return -1;
+	}
+	if (hl_net_attach(eng, err, errlen) == 0)
+		return 0;
+	/* Its connection threads may wake the context until they end. */
+	hl_front_stop(eng->front);
+	eng->front = NULL;
+	hl_net_unborrow(eng);
+	return -1;
+}
+
+/*
+ * Starts the engine's threads: on a port of its own, or on the context
+ * and the socket of the handover in eng->handover. On failure the engine
+ * is freed; the handover is left as it was.
+ */
+static int engine_run(hl_engine *eng, char *err, size_t errlen)
+{
+	hl_handover *ho = eng->handover;
+
 	if (eng->cfg.state_dir) {
 		eng->disk = hl_disk_start(eng, err, errlen);
 		if (eng->disk == NULL)
 			goto fail;
 	}
-	eng->front = hl_front_bind(eng, eng->cfg.listen_port, err, errlen);
+	if (ho)
+		eng->front =
+		        hl_front_adopt(eng, dup(ho->listen_fd), err, errlen);
+	else
+		eng->front =
+		        hl_front_bind(eng, eng->cfg.listen_port, err, errlen);
 	if (eng->front == NULL)
 		goto fail;
 	eng->rest = hl_rest_start(eng, err, errlen);
 	if (eng->rest == NULL)
 		goto fail_front;
-	if (hl_net_start(eng, err, errlen) != 0)
+	if ((ho ? attach_threads(eng, err, errlen)
+	        : start_threads(eng, err, errlen)) != 0)
 		goto fail_rest;
-	if (hl_front_run(eng->front) != 0) {
-		snprintf(err, errlen, "cannot start the local endpoint");
-		goto fail_net;
-	}
 	hl_logf(eng->log, HL_INFO, "engine started version=%s origin=%s",
 	        HL_VERSION, eng->origin);
-	return eng;
+	return 0;
 
-fail_net:
-	hl_net_stop(eng);
-	hl_rest_stop(eng->rest);
-	hl_net_destroy(eng);
-	goto fail_front;
 fail_rest:
 	hl_rest_stop(eng->rest);
 fail_front:
 	hl_front_stop(eng->front);
 fail:
 	hl_disk_stop(eng->disk);
+	eng->handover = NULL;
 	engine_free(eng);
-	return NULL;
+	return -1;
 }
 
 HL_EXPORT void hl_stop(hl_engine *eng)
@@ -195,6 +242,157 @@ HL_EXPORT void hl_stop(hl_engine *eng)
 	hl_rest_stop(eng->rest);
 	hl_net_destroy(eng);
 	engine_free(eng);
+}
+
+HL_EXPORT int hl_handover_version(void)
+{
+	return HL_HANDOVER_VERSION;
+}
+
+/* Moves what eng logged, up to its end, into the handover's text. */
+static void take_logs(hl_engine *eng, hl_handover *ho)
+{
+	hl_buf all = { 0 };
+	char chunk[16384];
+	size_t n;
+
+	while ((n = hl_log_drain(eng->log, chunk, sizeof(chunk))) > 0) {
+		if (hl_buf_append(&all, chunk, n) != 0)
+			break;
+	}
+	if (hl_buf_append(&all, "", 1) == 0)
+		ho->logs = all.data;
+	else
+		hl_buf_free(&all);
+}
+
+HL_EXPORT hl_handover *hl_detach(hl_engine *eng, char *err, size_t errlen)
+{
+	hl_handover *ho;
+
+	if (err == NULL)
+		errlen = 0;
+	if (errlen > 0)
+		err[0] = '\0';
+	if (eng == NULL) {
+		snprintf(err, errlen, "no engine");
+		return NULL;
+	}
+	ho = calloc(1, sizeof(*ho));
+	if (ho == NULL || (ho->config = strdup(eng->cfg_text)) == NULL) {
+		free(ho);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	ho->version = HL_HANDOVER_VERSION;
+	ho->size = sizeof(*ho);
+	ho->bot_size = sizeof(hl_handover_bot);
+	ho->port = eng->port;
+
+	/* As hl_stop, but the socket, the context and the sessions stay. */
+	ho->listen_fd = hl_front_release(eng->front);
+	eng->front = NULL;
+	eng->handover = ho;
+	hl_net_stop(eng);
+	eng->handover = NULL;
+	hl_disk_stop(eng->disk);
+	hl_rest_stop(eng->rest);
+	take_logs(eng, ho);
+	engine_free(eng);
+	return ho;
+}
+
+/*
+ * Returns 0 when an engine configured with cfg can take ho, and then
+ * gives cfg the handover's port unless it names it; else -1, and why says
+ * why not.
+ */
+static int check_handover(const hl_handover *ho, hl_config *cfg, char *why,
+                          size_t whylen)
+{
+	hl_config was;
+	const char *key;
+
+	if (ho->version != HL_HANDOVER_VERSION || ho->size != sizeof(*ho) ||
+	    ho->bot_size != sizeof(hl_handover_bot)) {
+		snprintf(why, whylen,
+		         "the running engine hands over state version %d; "
+		         "this build takes version %d",
+		         ho->version, HL_HANDOVER_VERSION);
+		return -1;
+	}
+	if (cfg->listen_port == 0)
+		cfg->listen_port = ho->port;
+	memset(&was, 0, sizeof(was));
+	if (hl_config_parse(ho->config, &was, why, whylen) != 0)
+		return -1;
+	was.listen_port = ho->port;
+	key = hl_config_fixed_change(&was, cfg);
+	hl_config_free(&was);
+	if (key) {
+		snprintf(why, whylen,
+		         "config: %s differs from the running engine's; only a "
+		         "new engine takes it",
+		         key);
+		return -1;
+	}
+	return 0;
+}
+
+/* The records the engine before logged go first in this one's log. */
+static void inherit_logs(hl_engine *eng, const char *logs)
+{
+	while (logs && *logs) {
+		const char *eol = strchr(logs, '\n');
+		size_t n = eol ? (size_t)(eol - logs) : strlen(logs);
+
+		hl_log_put_record(eng->log, logs, n);
+		logs += n + (eol != NULL);
+	}
+}
+
+/* hl_start, and with a handover hl_attach. */
+static hl_engine *engine_start(const char *config_json, hl_handover *ho,
+                               char *err, size_t errlen)
+{
+	char scratch[256];
+	hl_engine *eng;
+
+	if (err == NULL || errlen == 0) {
+		err = scratch;
+		errlen = sizeof(scratch);
+	}
+	err[0] = '\0';
+	eng = engine_new(config_json, err, errlen);
+	if (eng == NULL)
+		return NULL;
+	if (ho) {
+		if (check_handover(ho, &eng->cfg, err, errlen) != 0) {
+			engine_free(eng);
+			return NULL;
+		}
+		inherit_logs(eng, ho->logs);
+		eng->handover = ho;
+	}
+	if (engine_run(eng, err, errlen) != 0)
+		return NULL;
+	return eng;
+}
+
+HL_EXPORT hl_engine *hl_start(const char *config_json, char *err, size_t errlen)
+{
+	return engine_start(config_json, NULL, err, errlen);
+}
+
+HL_EXPORT hl_engine *hl_attach(const char *config_json, hl_handover *ho,
+                               char *err, size_t errlen)
+{
+	if (ho == NULL) {
+		if (err && errlen > 0)
+			snprintf(err, errlen, "no handover");
+		return NULL;
+	}
+	return engine_start(config_json, ho, err, errlen);
 }
 
 HL_EXPORT int hl_reconfigure(hl_engine *eng, const char *config_json, char *err,

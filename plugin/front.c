@@ -27,6 +27,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "internal.h"
@@ -36,6 +37,7 @@
 #define PEEK_TIMEOUT_MS 10000
 #define IDLE_TIMEOUT_S 65
 #define THREAD_STACK (256 * 1024)
+#define DRAIN_MS 3000
 
 typedef struct front_conn {
 	struct front_conn *next;
@@ -43,6 +45,7 @@ typedef struct front_conn {
 	pthread_t thread;
 	int fd;
 	int inner; /* the request's connection to libwebsockets, or -1 */
+	int idle;  /* waiting for the host's next request */
 	int done;
 } front_conn;
 
@@ -54,6 +57,7 @@ struct hl_front {
 	pthread_mutex_t lock;
 	front_conn *conns;
 	_Atomic int stopping;
+	_Atomic int draining; /* no new connections; requests end the open */
 	int running;
 };
 
@@ -337,6 +341,13 @@ static void set_inner(front_conn *c, int fd)
 	pthread_mutex_unlock(&c->front->lock);
 }
 
+static void set_idle(front_conn *c, int idle)
+{
+	pthread_mutex_lock(&c->front->lock);
+	c->idle = idle;
+	pthread_mutex_unlock(&c->front->lock);
+}
+
 static void relay(front_conn *c)
 {
 	hl_front *f = c->front;
@@ -346,8 +357,11 @@ static void relay(front_conn *c)
 
 	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &idle, sizeof(idle));
 	while (keep_alive && !f->stopping) {
-		int rc = read_request(c->fd, &in, &req, &keep_alive), inner;
+		int rc, inner;
 
+		set_idle(c, in.len == 0);
+		rc = read_request(c->fd, &in, &req, &keep_alive);
+		set_idle(c, 0);
 		if (rc == 0)
 			break;
 		if (rc < 0) {
@@ -475,11 +489,37 @@ static void accept_one(hl_front *f)
 	pthread_attr_destroy(&attr);
 }
 
+/*
+ * A draining front ends each connection once it has answered the request
+ * it is in, for at most DRAIN_MS: those that wait for the host's next
+ * request end now, unless it has begun to arrive.
+ */
+static void drain(hl_front *f)
+{
+	int64_t deadline = hl_mono_ms() + DRAIN_MS;
+
+	while (f->conns && hl_mono_ms() < deadline) {
+		front_conn *c;
+		int pending;
+
+		pthread_mutex_lock(&f->lock);
+		for (c = f->conns; c; c = c->next) {
+			if (c->idle && c->fd >= 0 &&
+			    ioctl(c->fd, FIONREAD, &pending) == 0 &&
+			    pending == 0)
+				shutdown(c->fd, SHUT_RD);
+		}
+		pthread_mutex_unlock(&f->lock);
+		reap(f, 0);
+		nanosleep(&(struct timespec){ 0, 5000000 }, NULL);
+	}
+}
+
 static void *front_main(void *arg)
 {
 	hl_front *f = arg;
 
-	while (!f->stopping) {
+	while (!f->stopping && !f->draining) {
 		struct pollfd pfd[2] = { { f->listen_fd, POLLIN, 0 },
 			                 { f->wake[0], POLLIN, 0 } };
 
@@ -489,56 +529,86 @@ static void *front_main(void *arg)
 			accept_one(f);
 		reap(f, 0);
 	}
+	if (f->draining)
+		drain(f);
 	reap(f, 1);
 	return NULL;
 }
 
 /*
- * Binds the host's port; connections wait in the backlog until
- * hl_front_run(), once the net thread is there to take WebSockets.
+ * A front on listen_fd, which it owns from now on, listening or not:
+ * connections wait in the backlog until hl_front_run(), once the net
+ * thread is there to take WebSockets.
  */
-hl_front *hl_front_bind(hl_engine *eng, int port, char *err, size_t errlen)
+static hl_front *front_new(hl_engine *eng, int listen_fd)
+{
+	hl_front *f = calloc(1, sizeof(*f));
+
+	if (f == NULL || pipe2(f->wake, O_CLOEXEC) != 0) {
+		if (listen_fd >= 0)
+			close(listen_fd);
+		free(f);
+		return NULL;
+	}
+	f->eng = eng;
+	f->listen_fd = listen_fd;
+	pthread_mutex_init(&f->lock, NULL);
+	return f;
+}
+
+/* The port f listens on, or -1. */
+static int listening_port(hl_front *f)
 {
 	struct sockaddr_in a = { 0 };
 	socklen_t alen = sizeof(a);
-	hl_front *f = calloc(1, sizeof(*f));
-	int one = 1;
 
-	if (f == NULL)
-		goto fail;
-	f->eng = eng;
-	pthread_mutex_init(&f->lock, NULL);
-	f->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (f->listen_fd < 0 || pipe2(f->wake, O_CLOEXEC) != 0)
-		goto fail_free;
+	if (getsockname(f->listen_fd, (struct sockaddr *)&a, &alen) != 0)
+		return -1;
+	return ntohs(a.sin_port);
+}
+
+/* Binds the host's port. */
+hl_front *hl_front_bind(hl_engine *eng, int port, char *err, size_t errlen)
+{
+	struct sockaddr_in a = { 0 };
+	int one = 1;
+	hl_front *f =
+	        front_new(eng, socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+
+	if (f == NULL || f->listen_fd < 0) {
+		snprintf(err, errlen, "cannot start the local endpoint");
+		hl_front_stop(f);
+		return NULL;
+	}
 	setsockopt(f->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	a.sin_family = AF_INET;
 	a.sin_port = htons((uint16_t)port);
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if (bind(f->listen_fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
 	    listen(f->listen_fd, 128) != 0 ||
-	    getsockname(f->listen_fd, (struct sockaddr *)&a, &alen) != 0) {
+	    (eng->port = listening_port(f)) < 0) {
 		snprintf(err, errlen,
 		         "config: listen_port %d: cannot listen on 127.0.0.1: "
 		         "%s",
 		         port, strerror(errno));
-		goto fail_close;
+		hl_front_stop(f);
+		return NULL;
 	}
-	eng->port = ntohs(a.sin_port);
 	return f;
+}
 
-fail_close:
-	close(f->wake[0]);
-	close(f->wake[1]);
-fail_free:
-	if (f->listen_fd >= 0)
-		close(f->listen_fd);
-	pthread_mutex_destroy(&f->lock);
-	free(f);
-fail:
-	if (err[0] == '\0')
-		snprintf(err, errlen, "cannot start the local endpoint");
-	return NULL;
+/* Takes over the listening socket of a front released before; fd is the
+ * front's from then on, also when this fails. */
+hl_front *hl_front_adopt(hl_engine *eng, int fd, char *err, size_t errlen)
+{
+	hl_front *f = front_new(eng, fd);
+
+	if (f == NULL || (eng->port = listening_port(f)) < 0) {
+		snprintf(err, errlen, "cannot take over the local endpoint");
+		hl_front_stop(f);
+		return NULL;
+	}
+	return f;
 }
 
 int hl_front_run(hl_front *f)
@@ -549,19 +619,43 @@ int hl_front_run(hl_front *f)
 	return 0;
 }
 
-void hl_front_stop(hl_front *f)
+/* Ends the front's threads and frees it; returns its listening socket. */
+static int front_end(hl_front *f)
 {
-	if (f == NULL)
-		return;
-	f->stopping = 1;
+	int fd = f->listen_fd;
+
 	if (write(f->wake[1], "x", 1) < 0) {
 		/* The poll timeout ends the loop within a second anyway. */
 	}
 	if (f->running)
 		pthread_join(f->thread, NULL);
-	close(f->listen_fd);
 	close(f->wake[0]);
 	close(f->wake[1]);
 	pthread_mutex_destroy(&f->lock);
 	free(f);
+	return fd;
+}
+
+void hl_front_stop(hl_front *f)
+{
+	int fd;
+
+	if (f == NULL)
+		return;
+	f->stopping = 1;
+	fd = front_end(f);
+	if (fd >= 0)
+		close(fd);
+}
+
+/*
+ * Stops taking connections and lets the open ones finish the requests
+ * they are in (see drain), then frees the front. Returns its listening
+ * socket, still listening, for hl_front_adopt: the connections the host
+ * makes meanwhile wait in its backlog.
+ */
+int hl_front_release(hl_front *f)
+{
+	f->draining = 1;
+	return front_end(f);
 }

@@ -53,7 +53,7 @@ static const char *const custom_headers[] = {
 
 static hl_engine *engine_of(struct lws *wsi)
 {
-	return lws_context_user(lws_get_context(wsi));
+	return hl_net_engine(wsi);
 }
 
 static int is_hop_header(const char *name)

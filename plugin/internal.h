@@ -61,6 +61,7 @@ void hl_log_free(hl_log *log);
 void hl_logf(hl_log *log, enum hl_level level, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 size_t hl_log_drain(hl_log *log, char *buf, size_t buflen);
+void hl_log_put_record(hl_log *log, const char *line, size_t len);
 void hl_log_set_level(hl_log *log, enum hl_level min);
 int hl_level_parse(const char *name, enum hl_level *out);
 
@@ -371,9 +372,14 @@ typedef struct hl_http {
 	long last_status; /* Discord's answer to the last of them */
 } hl_http;
 
+/* handover.h */
+typedef struct hl_owner hl_owner;
+
 struct hl_engine {
 	hl_config cfg;
+	char *cfg_text; /* the configuration as hl_start was given it */
 	hl_log *log;
+	hl_owner *owner; /* the network context's user data */
 	struct lws_context *lws;
 	struct ev_loop *loop; /* the net thread's, under lws */
 	struct lws_vhost *down_vh;
@@ -392,6 +398,8 @@ struct hl_engine {
 	pthread_t net_thread;
 	_Atomic int stopping;
 	int net_done;
+	/* to an engine after this one (hl_detach), or from the one before */
+	hl_handover *handover;
 
 	hl_rest *rest;
 	hl_disk *disk;      /* NULL when no state_dir is configured */
@@ -441,6 +449,8 @@ typedef struct hl_engine hl_engine;
 /* front.c */
 typedef struct hl_front hl_front;
 hl_front *hl_front_bind(hl_engine *eng, int port, char *err, size_t errlen);
+hl_front *hl_front_adopt(hl_engine *eng, int fd, char *err, size_t errlen);
+int hl_front_release(hl_front *f);
 int hl_front_run(hl_front *f);
 void hl_front_stop(hl_front *f);
 
@@ -475,6 +485,10 @@ void hl_net_destroy(hl_engine *eng);
 void hl_net_wake(hl_engine *eng);
 void hl_net_track_up(hl_bot *bot, struct lws *wsi);
 void hl_net_untrack_up(hl_bot *bot);
+hl_engine *hl_net_engine(struct lws *wsi);
+void hl_net_borrow(hl_engine *eng);
+void hl_net_unborrow(hl_engine *eng);
+int hl_net_attach(hl_engine *eng, char *err, size_t errlen);
 
 /* upstream.c */
 hl_bot *hl_bot_find(hl_engine *eng, const char *token, const int shard[2]);
@@ -486,6 +500,8 @@ void hl_up_on_gateway(hl_bot *bot, hl_job *job);
 int hl_up_callback(struct lws *wsi, enum lws_callback_reasons reason, void *in,
                    size_t len);
 void hl_up_shutdown(hl_bot *bot);
+struct lws *hl_up_release(hl_bot *bot, int keep);
+void hl_up_adopt(hl_bot *bot, struct lws *wsi);
 const char *hl_up_state_name(const hl_bot *bot);
 int hl_up_send(hl_bot *bot, const char *payload, size_t len);
 
@@ -519,6 +535,9 @@ cJSON *hl_session_confirmed(hl_bot *bot);
 void hl_session_abandon(hl_bot *bot);
 void hl_session_checkpoint(hl_engine *eng, int final);
 void hl_session_forget(hl_bot *bot);
+char *hl_session_snapshot(hl_bot *bot, int final);
+hl_bot *hl_session_adopt(hl_engine *eng, const char *token, const int shard[2],
+                         cJSON *identify, const char *checkpoint, int live);
 int hl_session_write(int dirfd, const hl_job *job);
 
 /* reply.c */
@@ -554,6 +573,12 @@ void hl_typing_ask(hl_bot *bot, const char *channel);
 void hl_typing_stop(hl_bot *bot, const char *channel, const char *why);
 void hl_typing_on_answer(hl_engine *eng, hl_job *job);
 void hl_typing_free_all(hl_engine *eng);
+
+/* handover.c */
+struct hl_handover_bot;
+void hl_handover_pack(hl_bot *bot, struct hl_handover_bot *hb);
+int hl_handover_unpack(hl_engine *eng, struct hl_handover_bot *hb);
+void hl_handover_free(hl_handover *ho);
 
 /* status.c */
 void hl_status_refresh(hl_engine *eng);

@@ -91,24 +91,48 @@ static size_t json_escape(char *dst, size_t at, size_t cap, const char *s)
 	return at;
 }
 
-static void log_put(hl_log *log, enum hl_level level, const char *msg)
+/* The slot of a new record, the oldest dropped when full. Under lock. */
+static char *new_record(hl_log *log)
 {
 	char *rec;
-	size_t at;
 
-	pthread_mutex_lock(&log->lock);
 	if (log->count == LOG_RECORDS) {
 		log->head = (log->head + 1) % LOG_RECORDS;
 		log->count--;
 		log->dropped++;
 	}
 	rec = log->ring[(log->head + log->count) % LOG_RECORDS];
+	log->count++;
+	return rec;
+}
+
+static void log_put(hl_log *log, enum hl_level level, const char *msg)
+{
+	char *rec;
+	size_t at;
+
+	pthread_mutex_lock(&log->lock);
+	rec = new_record(log);
 	at = (size_t)snprintf(rec, LOG_RECORD_MAX,
 	                      "{\"t\":%lld,\"level\":\"%s\",\"msg\":\"",
 	                      (long long)hl_now_ms(), level_names[level]);
 	at = json_escape(rec, at, LOG_RECORD_MAX - 4, msg);
 	memcpy(rec + at, "\"}\n", 4);
-	log->count++;
+	pthread_mutex_unlock(&log->lock);
+}
+
+/* Appends a record as another engine's log wrote it (one JSON line of
+ * len bytes, without its newline); a longer one is dropped. */
+void hl_log_put_record(hl_log *log, const char *line, size_t len)
+{
+	char *rec;
+
+	if (len == 0 || len + 2 > LOG_RECORD_MAX)
+		return;
+	pthread_mutex_lock(&log->lock);
+	rec = new_record(log);
+	memcpy(rec, line, len);
+	memcpy(rec + len, "\n", 2);
 	pthread_mutex_unlock(&log->lock);
 }
 

@@ -27,7 +27,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "internal.h"
+#include "handover.h"
 
 /* How long a stopping engine waits for its upstream closes to go out. */
 #define STOP_GRACE_MS 1000
@@ -144,10 +144,17 @@ void hl_net_adopt(hl_engine *eng, int fd)
 	}
 }
 
+hl_engine *hl_net_engine(struct lws *wsi)
+{
+	hl_owner *owner = lws_context_user(lws_get_context(wsi));
+
+	return owner->eng;
+}
+
 static int up_protocol_cb(struct lws *wsi, enum lws_callback_reasons reason,
                           void *user, void *in, size_t len)
 {
-	hl_engine *eng = lws_context_user(lws_get_context(wsi));
+	hl_engine *eng = hl_net_engine(wsi);
 
 	(void)user;
 	if (reason == LWS_CALLBACK_EVENT_WAIT_CANCELLED) {
@@ -336,6 +343,12 @@ void hl_net_track_up(hl_bot *bot, struct lws *wsi)
 	}
 	eng->up_by_fd[fd] = bot;
 	bot->up_fd = fd;
+	/* A connection taken over from another engine still tells that
+	 * one about its records. */
+	if (lws_get_ssl(wsi)) {
+		SSL_set_msg_callback(lws_get_ssl(wsi), tls_message);
+		SSL_set_msg_callback_arg(lws_get_ssl(wsi), eng);
+	}
 	/* What came with the handshake may already wait inside OpenSSL. */
 	mark_tls_read(bot);
 }
@@ -410,6 +423,104 @@ static void stop_poll(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 }
 
+/* ---- handing the context from one engine to the next ------------------ */
+
+/*
+ * Lets go of every host connection and HTTP request: their objects are
+ * this engine's and go with it. The connections are cut without a close
+ * frame, which a Discord client answers with a RESUME.
+ */
+static void let_go_of_host(hl_engine *eng)
+{
+	hl_down *down;
+	hl_http *h;
+
+	for (down = eng->downs; down; down = down->next) {
+		*(hl_down **)lws_wsi_user(down->wsi) = NULL;
+		lws_set_timeout(down->wsi, PENDING_TIMEOUT_CLOSE_SEND,
+		                LWS_TO_KILL_SYNC);
+		down->bot = NULL;
+	}
+	for (h = eng->https; h; h = h->next) {
+		if (h->wsi == NULL)
+			continue;
+		*(hl_http **)lws_wsi_user(h->wsi) = NULL;
+		lws_set_timeout(h->wsi, PENDING_TIMEOUT_CLOSE_SEND,
+		                LWS_TO_KILL_SYNC);
+		h->wsi = NULL;
+	}
+	for (hl_bot *bot = eng->bots; bot; bot = bot->next)
+		bot->down = NULL;
+}
+
+/* The net thread's last act when the engine is detached: the context,
+ * the loop and the sessions go into eng->handover. */
+static void hand_over(hl_engine *eng)
+{
+	hl_handover *ho = eng->handover;
+	hl_bot *bot;
+	int n = 0, live = 0;
+
+	let_go_of_host(eng);
+	hl_session_checkpoint(eng, 1);
+	for (bot = eng->bots; bot; bot = bot->next)
+		n++;
+	ho->bots = n ? calloc((size_t)n, sizeof(*ho->bots)) : NULL;
+	for (bot = eng->bots; ho->bots && bot; bot = bot->next) {
+		hl_handover_pack(bot, &ho->bots[ho->nbots++]);
+		live += ho->bots[ho->nbots - 1].wsi != NULL;
+	}
+	/* Without memory for it the sessions are RESUMEd instead. */
+	for (bot = eng->bots; bot && ho->bots == NULL; bot = bot->next)
+		hl_up_release(bot, 0);
+
+	ev_prepare_stop(eng->loop, &eng->flush);
+	ho->lws = eng->lws;
+	ho->loop = eng->loop;
+	ho->down_vh = eng->down_vh;
+	ho->up_vh = eng->up_vh;
+	ho->tls = eng->tls;
+	ho->owner = eng->owner;
+	ho->inner_port = eng->inner_port;
+	eng->lws = NULL;
+	eng->loop = NULL;
+	eng->tls = NULL;
+	eng->owner = NULL;
+	hl_logf(eng->log, HL_INFO, "engine handing over sessions=%d live=%d",
+	        ho->nbots, live);
+}
+
+/* Points a vhost's protocol at this build's callback. libwebsockets keeps
+ * its own copy of each vhost's protocol table, which is what it calls. */
+static void claim_protocol(struct lws_vhost *vh, const char *name,
+                           lws_callback_function *cb)
+{
+	struct lws_protocols *p =
+	        (struct lws_protocols *)lws_vhost_name_to_protocol(vh, name);
+
+	if (p)
+		p->callback = cb;
+}
+
+/* The net thread's first act when the engine was attached: from here on
+ * every callback of the context reaches this engine. */
+static void take_over(hl_engine *eng)
+{
+	hl_handover *ho = eng->handover;
+	int i, live = 0;
+
+	eng->handover = NULL;
+	eng->owner->eng = eng;
+	claim_protocol(eng->down_vh, "discord", down_protocol_cb);
+	claim_protocol(eng->up_vh, "discord-up", up_protocol_cb);
+	for (i = 0; i < ho->nbots; i++)
+		live += hl_handover_unpack(eng, &ho->bots[i]) == 1;
+	hl_logf(eng->log, HL_INFO, "engine took over sessions=%d live=%d",
+	        ho->nbots, live);
+	hl_handover_free(ho);
+	hl_status_refresh(eng);
+}
+
 static void *net_main(void *arg)
 {
 	hl_engine *eng = arg;
@@ -418,10 +529,17 @@ static void *net_main(void *arg)
 	int64_t deadline;
 
 	raise_priority(eng);
+	if (eng->handover)
+		take_over(eng);
 	memset(&status.sul, 0, sizeof(status.sul));
 	lws_sul_schedule(eng->lws, 0, &status.sul, status_tick, 1);
 	while (!eng->stopping)
 		ev_run(eng->loop, 0);
+	lws_sul_cancel(&status.sul);
+	if (eng->handover) {
+		hand_over(eng);
+		return NULL;
+	}
 
 	/* Close upstream sessions resumably and give the closes time to go. */
 	shut_upstreams(eng);
@@ -432,7 +550,6 @@ static void *net_main(void *arg)
 		ev_run(eng->loop, EVRUN_ONCE);
 	ev_timer_stop(eng->loop, &wake);
 	ev_prepare_stop(eng->loop, &eng->flush);
-	lws_sul_cancel(&status.sul);
 	hl_session_checkpoint(eng, 1);
 	hl_status_refresh(eng);
 	return NULL;
@@ -504,6 +621,12 @@ int hl_net_start(hl_engine *eng, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot create the event loop");
 		return -1;
 	}
+	eng->owner = calloc(1, sizeof(*eng->owner));
+	if (eng->owner == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	eng->owner->eng = eng;
 	ev_prepare_init(&eng->flush, before_wait);
 	eng->flush.data = eng;
 	ev_prepare_start(eng->loop, &eng->flush);
@@ -513,7 +636,7 @@ int hl_net_start(hl_engine *eng, char *err, size_t errlen)
 	               LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
 	               LWS_SERVER_OPTION_LIBEV;
 	info.foreign_loops = loops;
-	info.user = eng;
+	info.user = eng->owner;
 	eng->lws = lws_create_context(&info);
 	if (eng->lws == NULL) {
 		snprintf(err, errlen,
@@ -572,8 +695,71 @@ fail:
 	return -1;
 }
 
-/* Ends the net thread; the context stays until hl_net_destroy, and the
- * loop until the engine is freed, since its bots' timers refer to it. */
+/*
+ * Starts the net thread on the context lent by hl_net_borrow; the thread
+ * takes the handover over before anything else. Nothing of the handover
+ * changes unless the thread starts.
+ */
+int hl_net_attach(hl_engine *eng, char *err, size_t errlen)
+{
+	const char *lws_debug = getenv("HEARTLINE_LWS_DEBUG");
+
+	ev_prepare_init(&eng->flush, before_wait);
+	eng->flush.data = eng;
+	ev_prepare_start(eng->loop, &eng->flush);
+	/* Library logs and TLS records, from now on, to this build; an
+	 * engine that takes the handover back sets its own again. */
+	lws_set_log_level(lws_debug ? atoi(lws_debug) : 0,
+	                  lws_debug ? NULL : lws_log_sink);
+	SSL_CTX_set_msg_callback(eng->tls, tls_message);
+	SSL_CTX_set_msg_callback_arg(eng->tls, eng);
+	hl_status_refresh(eng);
+	if (pthread_create(&eng->net_thread, NULL, net_main, eng) != 0) {
+		snprintf(err, errlen, "cannot start the net thread");
+		ev_prepare_stop(eng->loop, &eng->flush);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Lends the engine the context, the loop and the vhosts of eng->handover,
+ * which stay the handover's until hl_net_attach: the front may wake the
+ * context before the net thread runs.
+ */
+void hl_net_borrow(hl_engine *eng)
+{
+	hl_handover *ho = eng->handover;
+
+	eng->lws = ho->lws;
+	eng->loop = ho->loop;
+	eng->down_vh = ho->down_vh;
+	eng->up_vh = ho->up_vh;
+	eng->tls = ho->tls;
+	eng->owner = ho->owner;
+	eng->inner_port = ho->inner_port;
+	snprintf(eng->origin, sizeof(eng->origin), "http://127.0.0.1:%d",
+	         eng->port);
+	snprintf(eng->ws_origin, sizeof(eng->ws_origin), "ws://127.0.0.1:%d",
+	         eng->port);
+}
+
+void hl_net_unborrow(hl_engine *eng)
+{
+	eng->lws = NULL;
+	eng->loop = NULL;
+	eng->down_vh = NULL;
+	eng->up_vh = NULL;
+	eng->tls = NULL;
+	eng->owner = NULL;
+}
+
+/*
+ * Ends the net thread; the context stays until hl_net_destroy, and the
+ * loop until the engine is freed, since its bots' timers refer to it.
+ * With eng->handover set (the caller allocated it) the upstream sessions
+ * stay open, and the context and the loop go into the handover instead.
+ */
 void hl_net_stop(hl_engine *eng)
 {
 	eng->stopping = 1;
@@ -588,4 +774,6 @@ void hl_net_destroy(hl_engine *eng)
 	eng->lws = NULL;
 	SSL_CTX_free(eng->tls);
 	eng->tls = NULL;
+	free(eng->owner);
+	eng->owner = NULL;
 }

@@ -287,6 +287,21 @@ static void restore_tail(hl_bot *bot, cJSON *tail, int64_t first, int64_t last)
 	}
 }
 
+/* The restored bot goes on with the host's session as it was: the host
+ * has READY and all up to the saved tail, which is ready for its RESUME. */
+static void keep_host_session(hl_bot *bot, cJSON *tail, int64_t last)
+{
+	int64_t first =
+	        last + 1 - (cJSON_IsArray(tail) ? cJSON_GetArraySize(tail) : 0);
+
+	cJSON_Delete(bot->held);
+	bot->held = NULL;
+	bot->restoring = 0;
+	restore_tail(bot, tail, first, last);
+	bot->ds_host_seq = first - 1;
+	bot->ds_bound = 1;
+}
+
 /*
  * A host RESUMEs a downstream session of an earlier engine: when its
  * sequence is the checkpoint's, or one the saved tail covers, makes the bot
@@ -329,17 +344,76 @@ hl_bot *hl_session_resume_down(hl_engine *eng, const char *token,
 		return NULL;
 	}
 	snprintf(bot->ds_session, sizeof(bot->ds_session), "%s", sid);
-	if (hl_session_restore(bot)) {
-		/* The host has READY and all up to seq: nothing is held, and
-		 * what it may have missed is ready for its RESUME. */
-		cJSON_Delete(bot->held);
-		bot->held = NULL;
-		bot->restoring = 0;
-		restore_tail(bot, tail, first, last);
-	}
+	if (hl_session_restore(bot))
+		keep_host_session(bot, tail, last);
 	cJSON_Delete(tail);
 	/* Else a plain new bot: the host is refused and IDENTIFYs. */
 	hl_up_start(bot);
+	return bot;
+}
+
+/* Removes the saved checkpoints of key and shard. */
+static void forget_saved(hl_engine *eng, const char *key, const int shard[2])
+{
+	cJSON *c = eng->saved ? eng->saved->child : NULL, *next;
+
+	for (; c; c = next) {
+		next = c->next;
+		if (strcmp(str_of(c, "key"), key) == 0 && shard_is(c, shard))
+			cJSON_Delete(cJSON_DetachItemViaPointer(eng->saved, c));
+	}
+}
+
+/*
+ * A bot that the engine before this one in the process handed over (see
+ * handover.h), from the host's IDENTIFY and its session's checkpoint, if
+ * it had a session. The host keeps the downstream session it had, whose
+ * RESUME gets what the host has not confirmed; a host that never had one
+ * gets READY once the upstream session is confirmed, or now when live
+ * (the connection goes on). Returns the bot, or NULL without memory;
+ * identify is the bot's from then on.
+ */
+hl_bot *hl_session_adopt(hl_engine *eng, const char *token, const int shard[2],
+                         cJSON *identify, const char *checkpoint, int live)
+{
+	cJSON *c = checkpoint ? parse_checkpoint(checkpoint, strlen(checkpoint))
+	                      : NULL;
+	cJSON *tail, *ds, *ds_seq;
+	int64_t last;
+	hl_bot *bot = hl_bot_new(eng, token, shard, identify);
+
+	if (bot == NULL || c == NULL ||
+	    (eng->saved == NULL &&
+	     (eng->saved = cJSON_CreateArray()) == NULL)) {
+		if (bot == NULL)
+			cJSON_Delete(identify);
+		cJSON_Delete(c);
+		return bot;
+	}
+
+	/* This checkpoint is newer than any the disk held for the bot. */
+	forget_saved(eng, str_of(c, "key"), shard);
+	ds = cJSON_GetObjectItemCaseSensitive(c, "ds_session");
+	ds_seq = cJSON_GetObjectItemCaseSensitive(c, "ds_seq");
+	last = cJSON_IsNumber(ds_seq) ? (int64_t)ds_seq->valuedouble : 0;
+	if (cJSON_IsString(ds))
+		snprintf(bot->ds_session, sizeof(bot->ds_session), "%s",
+		         ds->valuestring);
+	tail = cJSON_DetachItemFromObjectCaseSensitive(c, "ds_tail");
+	cJSON_AddItemToArray(eng->saved, c);
+	if (!hl_session_restore(bot)) {
+		cJSON_Delete(tail);
+		return bot;
+	}
+	if (last > 0 && bot->ds_session[0]) {
+		keep_host_session(bot, tail, last);
+	} else if (live) {
+		cJSON_Delete(bot->held);
+		bot->held = NULL;
+		bot->restoring = 0;
+		hl_down_session_start(bot);
+	}
+	cJSON_Delete(tail);
 	return bot;
 }
 
@@ -425,7 +499,9 @@ static cJSON *unconfirmed_tail(const hl_bot *bot)
 	return tail;
 }
 
-static char *snapshot(const hl_bot *bot, int final)
+/* The checkpoint of bot's session as text; final adds the dispatches the
+ * host has not confirmed. */
+char *hl_session_snapshot(hl_bot *bot, int final)
 {
 	cJSON *c = cJSON_CreateObject(), *shard, *ready, *identify;
 	char key[65];
@@ -487,7 +563,7 @@ void hl_session_checkpoint(hl_engine *eng, int final)
 			continue;
 		if (!final && now - bot->saved_at_ms < SAVE_EVERY_MS)
 			continue;
-		text = snapshot(bot, final);
+		text = hl_session_snapshot(bot, final);
 		if (text == NULL)
 			continue;
 		submit_file(eng, bot, text);

@@ -805,6 +805,51 @@ void hl_up_shutdown(hl_bot *bot)
 		close_upstream(bot, CLOSE_RESUMABLE);
 }
 
+/*
+ * Lets go of the connection for an engine that takes over: with keep set
+ * and a READY session on it, returns it with no timer of ours left and
+ * nothing of ours attached; else cuts it (the next engine connects again)
+ * and returns NULL.
+ */
+struct lws *hl_up_release(hl_bot *bot, int keep)
+{
+	struct lws *wsi = bot->up_wsi;
+
+	hl_timer_stop(&bot->hb_timer);
+	hl_timer_stop(&bot->retry_timer);
+	hl_net_untrack_up(bot);
+	bot->up_wsi = NULL;
+	if (wsi == NULL)
+		return NULL;
+	lws_set_wsi_user(wsi, NULL);
+	if (keep && bot->up_state == UP_READY && !bot->up_close_code)
+		return wsi;
+	if (bot->up_state == UP_READY || bot->up_state == UP_RESUMING ||
+	    bot->up_state == UP_IDENTIFYING)
+		bot->drops++;
+	bot->up_state = UP_IDLE;
+	lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_SYNC);
+	return NULL;
+}
+
+/*
+ * Goes on with a READY connection that an engine before this one let go
+ * of; the caller has set the heartbeat fields and the queues as they were.
+ */
+void hl_up_adopt(hl_bot *bot, struct lws *wsi)
+{
+	int64_t wait = bot->hb_due_ms - hl_mono_ms();
+
+	bot->up_wsi = wsi;
+	bot->up_state = UP_READY;
+	lws_set_wsi_user(wsi, bot);
+	hl_net_track_up(bot, wsi);
+	hl_timer_start(bot->eng, &bot->hb_timer, wait > 0 ? wait : 0,
+	               heartbeat_fire);
+	if (bot->up_tx.head)
+		lws_callback_on_writable(wsi);
+}
+
 const char *hl_up_state_name(const hl_bot *bot)
 {
 	return state_name(bot->up_state);

@@ -11,25 +11,36 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const LIBRARY = process.env.HEARTLINE_LIBRARY ||
   join(ROOT, "build", "libheartline.so");
 
-let abi;
-function load() {
-  if (abi) return abi;
-  const lib = koffi.load(LIBRARY);
-  abi = {
+const abis = new Map();
+function load(library = LIBRARY) {
+  if (abis.has(library)) return abis.get(library);
+  const lib = koffi.load(library);
+  const abi = {
     start: lib.func("void *hl_start(const char *cfg, void *err, size_t len)"),
     stop: lib.func("void hl_stop(void *engine)"),
     status: lib.func("size_t hl_status(void *engine, void *buf, size_t len)"),
     drain: lib.func("size_t hl_logs_drain(void *engine, void *buf, size_t len)"),
     reconfigure: lib.func("int hl_reconfigure(void *engine, const char *cfg, void *err, size_t len)"),
+    handoverVersion: lib.func("int hl_handover_version(void)"),
+    detach: lib.func("void *hl_detach(void *engine, void *err, size_t len)"),
+    attach: lib.func("void *hl_attach(const char *cfg, void *handover, void *err, size_t len)"),
   };
+  abis.set(library, abi);
   return abi;
 }
 
-export function startEngine(config) {
-  const { start, stop, status, drain, reconfigure } = load();
+const cText = (buf) => buf.toString("utf8").replace(/\0.*$/s, "");
+
+// An engine of `library` (this build unless named), started from config,
+// or from config and a handover when one is given.
+export function startEngine(config, { library = LIBRARY, handover = null } = {}) {
+  const abi = load(library);
+  const { start, stop, status, drain, reconfigure } = abi;
   const err = Buffer.alloc(512);
-  const handle = start(JSON.stringify(config), err, err.length);
-  if (!handle) throw new Error(err.toString("utf8").replace(/\0.*$/s, ""));
+  const handle = handover
+    ? abi.attach(JSON.stringify(config), handover, err, err.length)
+    : start(JSON.stringify(config), err, err.length);
+  if (!handle) throw new Error(cText(err));
   const logs = [];
   let stopped = false;
   const engine = {
@@ -57,8 +68,18 @@ export function startEngine(config) {
     reconfigure(cfg) {
       const buf = Buffer.alloc(512);
       const rc = reconfigure(handle, JSON.stringify(cfg), buf, buf.length);
-      return { rc, error: buf.toString("utf8").replace(/\0.*$/s, "") };
+      return { rc, error: cText(buf) };
     },
+    // Ends this engine, its sessions kept for startEngine(..., { handover }).
+    detach() {
+      engine.logs();
+      const buf = Buffer.alloc(512);
+      const handover = abi.detach(handle, buf, buf.length);
+      if (!handover) throw new Error(cText(buf));
+      stopped = true;
+      return handover;
+    },
+    handoverVersion: () => abi.handoverVersion(),
     stop() {
       if (stopped) return;
       stopped = true;
