@@ -187,12 +187,12 @@ static int attach_threads(hl_engine *eng, char *err, size_t errlen)
 
 /*
  * Starts the engine's threads: on a port of its own, or on the context
- * and the socket of the handover in eng->handover. On failure the engine
+ * and the socket of the handover in eng->taken. On failure the engine
  * is freed; the handover is left as it was.
  */
 static int engine_run(hl_engine *eng, char *err, size_t errlen)
 {
-	hl_handover *ho = eng->handover;
+	hl_handover *ho = eng->taken;
 
 	if (eng->cfg.state_dir) {
 		eng->disk = hl_disk_start(eng, err, errlen);
@@ -223,7 +223,7 @@ fail_front:
 	hl_front_stop(eng->front);
 fail:
 	hl_disk_stop(eng->disk);
-	eng->handover = NULL;
+	eng->taken = NULL;
 	engine_free(eng);
 	return -1;
 }
@@ -292,9 +292,9 @@ HL_EXPORT hl_handover *hl_detach(hl_engine *eng, char *err, size_t errlen)
 	/* As hl_stop, but the socket, the context and the sessions stay. */
 	ho->listen_fd = hl_front_release(eng->front);
 	eng->front = NULL;
-	eng->handover = ho;
+	eng->given = ho;
 	hl_net_stop(eng);
-	eng->handover = NULL;
+	eng->given = NULL;
 	hl_disk_stop(eng->disk);
 	hl_rest_stop(eng->rest);
 	take_logs(eng, ho);
@@ -372,7 +372,7 @@ static hl_engine *engine_start(const char *config_json, hl_handover *ho,
 			return NULL;
 		}
 		inherit_logs(eng, ho->logs);
-		eng->handover = ho;
+		eng->taken = ho;
 	}
 	if (engine_run(eng, err, errlen) != 0)
 		return NULL;

@@ -398,8 +398,9 @@ struct hl_engine {
 	pthread_t net_thread;
 	_Atomic int stopping;
 	int net_done;
-	/* to an engine after this one (hl_detach), or from the one before */
-	hl_handover *handover;
+	hl_handover *taken; /* from the engine before, until the net thread
+	                       has taken it */
+	hl_handover *given; /* to the engine after (hl_detach) */
 
 	hl_rest *rest;
 	hl_disk *disk;      /* NULL when no state_dir is configured */

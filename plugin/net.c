@@ -454,10 +454,10 @@ static void let_go_of_host(hl_engine *eng)
 }
 
 /* The net thread's last act when the engine is detached: the context,
- * the loop and the sessions go into eng->handover. */
+ * the loop and the sessions go into eng->given. */
 static void hand_over(hl_engine *eng)
 {
-	hl_handover *ho = eng->handover;
+	hl_handover *ho = eng->given;
 	hl_bot *bot;
 	int n = 0, live = 0;
 
@@ -506,10 +506,10 @@ static void claim_protocol(struct lws_vhost *vh, const char *name,
  * every callback of the context reaches this engine. */
 static void take_over(hl_engine *eng)
 {
-	hl_handover *ho = eng->handover;
+	hl_handover *ho = eng->taken;
 	int i, live = 0;
 
-	eng->handover = NULL;
+	eng->taken = NULL;
 	eng->owner->eng = eng;
 	claim_protocol(eng->down_vh, "discord", down_protocol_cb);
 	claim_protocol(eng->up_vh, "discord-up", up_protocol_cb);
@@ -529,14 +529,14 @@ static void *net_main(void *arg)
 	int64_t deadline;
 
 	raise_priority(eng);
-	if (eng->handover)
+	if (eng->taken)
 		take_over(eng);
 	memset(&status.sul, 0, sizeof(status.sul));
 	lws_sul_schedule(eng->lws, 0, &status.sul, status_tick, 1);
 	while (!eng->stopping)
 		ev_run(eng->loop, 0);
 	lws_sul_cancel(&status.sul);
-	if (eng->handover) {
+	if (eng->given) {
 		hand_over(eng);
 		return NULL;
 	}
@@ -723,13 +723,13 @@ int hl_net_attach(hl_engine *eng, char *err, size_t errlen)
 }
 
 /*
- * Lends the engine the context, the loop and the vhosts of eng->handover,
+ * Lends the engine the context, the loop and the vhosts of eng->taken,
  * which stay the handover's until hl_net_attach: the front may wake the
  * context before the net thread runs.
  */
 void hl_net_borrow(hl_engine *eng)
 {
-	hl_handover *ho = eng->handover;
+	hl_handover *ho = eng->taken;
 
 	eng->lws = ho->lws;
 	eng->loop = ho->loop;
@@ -757,7 +757,7 @@ void hl_net_unborrow(hl_engine *eng)
 /*
  * Ends the net thread; the context stays until hl_net_destroy, and the
  * loop until the engine is freed, since its bots' timers refer to it.
- * With eng->handover set (the caller allocated it) the upstream sessions
+ * With eng->given set (the caller allocated it) the upstream sessions
  * stay open, and the context and the loop go into the handover instead.
  */
 void hl_net_stop(hl_engine *eng)

@@ -1,7 +1,7 @@
 /*
  * test_engine.c - the exported ABI without any Discord: configuration
- * errors, status and logs, several engines at once, and start/stop
- * repeated many times (leaks show up under LeakSanitizer).
+ * errors, status and logs, several engines at once, start/stop and
+ * detach/attach repeated many times (leaks show up under LeakSanitizer).
  */
 #include <stdlib.h>
 #include <unistd.h>
@@ -94,6 +94,63 @@ static void many_engines_many_times(void)
 	}
 }
 
+/* The origin in e's status, into origin. */
+static void origin_of(hl_engine *e, char *origin, size_t len)
+{
+	char status[4096];
+	const char *p, *end;
+
+	while (hl_status(e, status, sizeof(status)) <= 2)
+		usleep(10000);
+	p = strstr(status, "\"origin\":\"");
+	end = p ? strchr(p + 10, '"') : NULL;
+	snprintf(origin, len, "%.*s", end ? (int)(end - p - 10) : 0,
+	         p ? p + 10 : "");
+}
+
+/*
+ * An engine detached and attached again, many times: the same port, the
+ * first engine's last records in the next one's log, a handover of
+ * another configuration refused and still good, nothing leaked.
+ */
+static void detach_attach_again_and_again(void)
+{
+	char err[256] = "", first[64], now[64], logs[65536];
+	hl_engine *e = hl_start("{\"log_level\":\"debug\"}", err, sizeof(err));
+	hl_handover *h;
+	int round;
+
+	CHECK(e != NULL);
+	if (e == NULL)
+		return;
+	CHECK(hl_handover_version() > 0);
+	origin_of(e, first, sizeof(first));
+	for (round = 0; round < 20 && e; round++) {
+		h = hl_detach(e, err, sizeof(err));
+		CHECK(h != NULL);
+		if (h == NULL)
+			return;
+		if (round == 0) {
+			CHECK(hl_attach("{\"api_base\":\"https://"
+			                "example.invalid\"}",
+			                h, err, sizeof(err)) == NULL);
+			CHECK(strstr(err, "api_base differs") != NULL);
+		}
+		e = hl_attach("{\"log_level\":\"debug\"}", h, err, sizeof(err));
+		CHECK(e != NULL);
+		if (e == NULL)
+			return;
+		origin_of(e, now, sizeof(now));
+		CHECK(strcmp(now, first) == 0);
+	}
+	CHECK(hl_logs_drain(e, logs, sizeof(logs)) > 0);
+	CHECK(strstr(logs, "engine handing over sessions=0") != NULL);
+	CHECK(strstr(logs, "engine took over sessions=0") != NULL);
+	CHECK(hl_detach(NULL, err, sizeof(err)) == NULL);
+	CHECK(hl_attach("{}", NULL, err, sizeof(err)) == NULL);
+	hl_stop(e);
+}
+
 int main(void)
 {
 	RUN(bad_config_gives_no_engine);
@@ -101,5 +158,6 @@ int main(void)
 	RUN(logs_drain);
 	RUN(port_in_use_is_an_error);
 	RUN(many_engines_many_times);
+	RUN(detach_attach_again_and_again);
 	return CHECK_DONE();
 }
