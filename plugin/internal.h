@@ -581,6 +581,10 @@ void hl_handover_pack(hl_bot *bot, struct hl_handover_bot *hb);
 int hl_handover_unpack(hl_engine *eng, struct hl_handover_bot *hb);
 void hl_handover_free(hl_handover *ho);
 
+/* guilds.c */
+int hl_guild_folds(const char *t, size_t tlen);
+int hl_guild_event(cJSON *guilds, const char *t, cJSON *d);
+
 /* status.c */
 void hl_status_refresh(hl_engine *eng);
 

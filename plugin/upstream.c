@@ -545,29 +545,12 @@ static void on_ready(hl_bot *bot, cJSON *d)
 	hl_down_session_new(bot);
 }
 
-/* Keeps the last GUILD_CREATE of each guild for hosts that join later. */
-static void track_guild(hl_bot *bot, const char *t, cJSON *d)
+/* A dispatch that changes what the engine keeps of a guild. */
+static int changes_guild(const char *t, size_t tlen)
 {
-	cJSON *id = cJSON_GetObjectItemCaseSensitive(d, "id");
-
-	if (!cJSON_IsString(id))
-		return;
-	if (strcmp(t, "GUILD_CREATE") == 0) {
-		cJSON_DeleteItemFromObjectCaseSensitive(bot->guilds,
-		                                        id->valuestring);
-		cJSON_AddItemToObject(bot->guilds, id->valuestring,
-		                      cJSON_Duplicate(d, 1));
-		bot->session_changed = 1;
-	} else if (strcmp(t, "GUILD_DELETE") == 0) {
-		cJSON_DeleteItemFromObjectCaseSensitive(bot->guilds,
-		                                        id->valuestring);
-		bot->session_changed = 1;
-	}
-	/*
-	 * XXX: later guild events (channels, roles, members) are not folded
-	 * into the snapshot, so a host that joins a running session sees
-	 * guild state as of the last GUILD_CREATE.
-	 */
+	return (tlen == 12 && memcmp(t, "GUILD_CREATE", 12) == 0) ||
+	       (tlen == 12 && memcmp(t, "GUILD_DELETE", 12) == 0) ||
+	       hl_guild_folds(t, tlen);
 }
 
 static void on_dispatch(hl_bot *bot, cJSON *msg, int has_cdn);
@@ -609,8 +592,9 @@ static void on_dispatch(hl_bot *bot, cJSON *msg, int has_cdn)
 		/* Replayed for a session the host does not know yet. */
 		hl_session_hold(bot, msg);
 		return;
-	} else if (strncmp(t->valuestring, "GUILD_", 6) == 0) {
-		track_guild(bot, t->valuestring, d);
+	} else if (changes_guild(t->valuestring, strlen(t->valuestring))) {
+		if (hl_guild_event(bot->guilds, t->valuestring, d))
+			bot->session_changed = 1;
 	}
 	if (has_cdn)
 		hl_rewrite_cdn(d, bot->eng->origin);
@@ -625,7 +609,7 @@ static int name_is(const char *p, size_t n, const char *name)
 
 /*
  * A dispatch that goes to the host as it came, without a parse: not one
- * that changes the session (READY, RESUMED, the guild snapshots); the
+ * that changes the session (READY, RESUMED, what is kept of guilds); the
  * caller has ruled out frames held for a session being restored and
  * frames with CDN links to rewrite. Returns 1 when it was forwarded.
  */
@@ -635,9 +619,7 @@ static int forward_as_is(hl_bot *bot, const hl_frame *f)
 	    f->s == HL_FRAME_ODD)
 		return 0;
 	if (name_is(f->t, f->tlen, "READY") ||
-	    name_is(f->t, f->tlen, "RESUMED") ||
-	    name_is(f->t, f->tlen, "GUILD_CREATE") ||
-	    name_is(f->t, f->tlen, "GUILD_DELETE"))
+	    name_is(f->t, f->tlen, "RESUMED") || changes_guild(f->t, f->tlen))
 		return 0;
 	if (f->s >= 0)
 		bot->up_seq = f->s;

@@ -179,6 +179,47 @@ describe("sessions across a restart", () => {
     }
   });
 
+  test("a host that joins later sees each guild as it is now, not as it began", async () => {
+    const fake = await startFake({ bots: 1, heartbeatInterval: 2000 });
+    const engine = startEngine(configFor(fake));
+    const ws = engine.origin.replace("http:", "ws:");
+    const token = fake.info.bots[0].token;
+    const first = new GatewayClient(ws, token).identify();
+    let second;
+    try {
+      await waitFor("READY", () => first.dispatches("READY")[0]);
+      await fake.dispatch(0, "GUILD_CREATE", {
+        id: "4242", name: "guild", member_count: 1,
+        channels: [{ id: "4300", name: "general" }, { id: "4301", name: "old" }],
+        roles: [{ id: "4400", name: "everyone" }],
+        members: [{ user: { id: "4500" }, nick: "first" }],
+      });
+      await fake.dispatchMany(0, [
+        { t: "CHANNEL_CREATE", d: { id: "4302", guild_id: "4242", name: "new" } },
+        { t: "CHANNEL_UPDATE", d: { id: "4300", guild_id: "4242", name: "renamed" } },
+        { t: "CHANNEL_DELETE", d: { id: "4301", guild_id: "4242" } },
+        { t: "GUILD_ROLE_CREATE", d: { guild_id: "4242", role: { id: "4401", name: "mods" } } },
+        { t: "GUILD_MEMBER_ADD", d: { guild_id: "4242", user: { id: "4501" }, nick: "second" } },
+        { t: "GUILD_UPDATE", d: { id: "4242", name: "guild, renamed" } },
+      ]);
+      await waitFor("the guild events", () => first.dispatches("GUILD_UPDATE")[0]);
+
+      second = new GatewayClient(ws, token).identify();
+      const guild = (await waitFor("GUILD_CREATE", () => second.dispatches("GUILD_CREATE")[0])).d;
+      assert.equal(guild.name, "guild, renamed");
+      assert.deepEqual(guild.channels, [{ id: "4300", name: "renamed" }, { id: "4302", name: "new" }]);
+      assert.deepEqual(guild.roles.map((r) => r.name), ["everyone", "mods"]);
+      assert.deepEqual(guild.members.map((m) => m.nick), ["first", "second"]);
+      assert.equal(guild.member_count, 2);
+      assert.equal((await fake.record()).identifies.length, 1);
+    } finally {
+      await second?.close();
+      await first.close().catch(() => {});
+      engine.stop();
+      await fake.stop();
+    }
+  });
+
   test("what came while a host was away reaches its next IDENTIFY", async () => {
     const fake = await startFake({ bots: 1, heartbeatInterval: 2000 });
     const engine = startEngine(configFor(fake));

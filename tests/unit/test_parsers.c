@@ -1,7 +1,7 @@
 /*
  * test_parsers.c - the engine's small parsers and buffers: configuration,
- * URLs, the replay buffer, CDN rewriting, the log buffer and the scan of
- * gateway frames.
+ * URLs, the replay buffer, CDN rewriting, the log buffer, the scan of
+ * gateway frames and the guild snapshots.
  */
 #include <stdlib.h>
 
@@ -287,6 +287,73 @@ static void frame_scan_refuses_what_is_not_json(void)
 	CHECK(hl_frame_scan(deep, 2008, &f) == 0);
 }
 
+/* Applies a dispatch given as JSON text to guilds. */
+static int guild_event(cJSON *guilds, const char *t, const char *d_json)
+{
+	cJSON *d = cJSON_Parse(d_json);
+	int changed = hl_guild_event(guilds, t, d);
+
+	cJSON_Delete(d);
+	return changed;
+}
+
+static void guild_events_fold_into_the_snapshot(void)
+{
+	cJSON *guilds = cJSON_CreateObject(), *g;
+	char *text;
+
+	CHECK(hl_guild_folds("CHANNEL_CREATE", 14));
+	CHECK(!hl_guild_folds("MESSAGE_CREATE", 14));
+	CHECK(guild_event(guilds, "GUILD_CREATE",
+	                  "{\"id\":\"1\",\"name\":\"a\",\"member_count\":1,"
+	                  "\"channels\":[{\"id\":\"10\",\"name\":\"x\"}],"
+	                  "\"roles\":[{\"id\":\"20\",\"name\":\"r\"}],"
+	                  "\"members\":[{\"user\":{\"id\":\"30\"},"
+	                  "\"nick\":\"n\"}]}"));
+	CHECK(guild_event(guilds, "CHANNEL_CREATE",
+	                  "{\"id\":\"11\",\"guild_id\":\"1\",\"name\":\"y\"}"));
+	CHECK(guild_event(
+	        guilds, "CHANNEL_UPDATE",
+	        "{\"id\":\"10\",\"guild_id\":\"1\",\"name\":\"x2\"}"));
+	CHECK(guild_event(guilds, "CHANNEL_DELETE",
+	                  "{\"id\":\"11\",\"guild_id\":\"1\"}"));
+	CHECK(guild_event(guilds, "GUILD_ROLE_UPDATE",
+	                  "{\"guild_id\":\"1\",\"role\":{\"id\":\"20\","
+	                  "\"name\":\"r2\"}}"));
+	CHECK(guild_event(guilds, "GUILD_ROLE_CREATE",
+	                  "{\"guild_id\":\"1\",\"role\":{\"id\":\"21\"}}"));
+	CHECK(guild_event(guilds, "GUILD_ROLE_DELETE",
+	                  "{\"guild_id\":\"1\",\"role_id\":\"21\"}"));
+	CHECK(guild_event(guilds, "GUILD_MEMBER_UPDATE",
+	                  "{\"guild_id\":\"1\",\"user\":{\"id\":\"30\"},"
+	                  "\"nick\":\"n2\"}"));
+	CHECK(guild_event(guilds, "GUILD_MEMBER_ADD",
+	                  "{\"guild_id\":\"1\",\"user\":{\"id\":\"31\"}}"));
+	CHECK(guild_event(guilds, "GUILD_UPDATE",
+	                  "{\"id\":\"1\",\"name\":\"b\"}"));
+	/* Another guild's event, or a member never listed, changes nothing. */
+	CHECK(!guild_event(guilds, "CHANNEL_CREATE",
+	                   "{\"id\":\"12\",\"guild_id\":\"2\"}"));
+	CHECK(!guild_event(guilds, "GUILD_MEMBER_UPDATE",
+	                   "{\"guild_id\":\"1\",\"user\":{\"id\":\"99\"}}"));
+
+	g = cJSON_GetObjectItemCaseSensitive(guilds, "1");
+	text = cJSON_PrintUnformatted(g);
+	CHECK_STR(text, "{\"id\":\"1\",\"name\":\"b\",\"member_count\":2,"
+	                "\"channels\":[{\"id\":\"10\",\"name\":\"x2\"}],"
+	                "\"roles\":[{\"id\":\"20\",\"name\":\"r2\"}],"
+	                "\"members\":[{\"user\":{\"id\":\"30\"},"
+	                "\"nick\":\"n2\"},{\"user\":{\"id\":\"31\"}}]}");
+	cJSON_free(text);
+	CHECK(guild_event(guilds, "GUILD_MEMBER_REMOVE",
+	                  "{\"guild_id\":\"1\",\"user\":{\"id\":\"31\"}}"));
+	CHECK(cJSON_GetArraySize(
+	              cJSON_GetObjectItemCaseSensitive(g, "members")) == 1);
+	CHECK(guild_event(guilds, "GUILD_DELETE", "{\"id\":\"1\"}"));
+	CHECK(cJSON_GetObjectItemCaseSensitive(guilds, "1") == NULL);
+	cJSON_Delete(guilds);
+}
+
 int main(void)
 {
 	RUN(config_defaults);
@@ -299,5 +366,6 @@ int main(void)
 	RUN(log_drain_whole_records);
 	RUN(frame_scan_finds_the_fields);
 	RUN(frame_scan_refuses_what_is_not_json);
+	RUN(guild_events_fold_into_the_snapshot);
 	return CHECK_DONE();
 }
