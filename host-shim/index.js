@@ -103,6 +103,7 @@ function checkedLibrary(state, rootDir, libPath, abi) {
     detach: so.func('hl_detach', 'void *', ['void *', 'void *', 'size_t']),
     attach: so.func('hl_attach', 'void *',
       ['const char *', 'void *', 'void *', 'size_t']),
+    closeHandover: so.func('hl_handover_close', 'void', ['void *']),
   };
   state.libs.set(libPath, lib);
   return lib;
@@ -229,7 +230,8 @@ function withPort(config, engine) {
 }
 
 // Starts an engine of lib, or with a handover, one that goes on with the
-// sessions of the engine that made it.
+// sessions of the engine that made it. An error with `taken` set means
+// the handover was used up all the same.
 function startEngine(lib, libPath, config, handover = null) {
   const err = Buffer.alloc(ERR_BUF_BYTES);
   const text = JSON.stringify(config);
@@ -243,7 +245,8 @@ function startEngine(lib, libPath, config, handover = null) {
   engine.origin = statusOrigin(engine);
   if (!engine.origin) {
     lib.stop(handle);
-    throw new Error('engine reported no origin');
+    throw Object.assign(new Error('engine reported no origin'),
+      { taken: true });
   }
   engine.config = withPort(config, engine);
   return engine;
@@ -329,13 +332,22 @@ function handOver(state, old, lib, libPath, config) {
   if (!handover)
     throw new Error('the running engine kept its sessions: ' +
       cString(err, err.length));
+  const next = withPort(config, old);
   try {
-    return startEngine(lib, libPath, withPort(config, old), handover);
+    return startEngine(lib, libPath, next, handover);
   } catch (refused) {
+    if (refused.taken) {
+      state.engine = null;
+      restoreEnv(state);
+      throw refused;
+    }
+    // The running build, with the configuration it had just taken.
     try {
-      state.engine = startEngine(old.lib, old.libPath, old.config, handover);
-      state.engine.key = old.key;
+      state.engine = startEngine(old.lib, old.libPath, next, handover);
+      state.engine.key = configKey(old.libPath, config);
     } catch (lost) {
+      if (!lost.taken)
+        old.lib.closeHandover?.(handover);
       state.engine = null;
       restoreEnv(state);
       throw new Error(`${refused.message}; and the running build could ` +

@@ -86,12 +86,18 @@ HL_EXPORT hl_handover *hl_detach(hl_engine *engine, char *err, size_t errlen);
  * handover is consumed. On failure returns NULL, err says why (a state
  * version of another build, a configuration that differs in a key only a
  * new engine can take), and the handover is left as it was, for
- * hl_attach of the library that made it; only when the engine's threads
- * cannot start once it has taken the sessions are they closed instead
- * (resumably, as by hl_stop).
+ * hl_attach of the library that made it, or hl_handover_close.
  */
 HL_EXPORT hl_engine *hl_attach(const char *config_json, hl_handover *handover,
                                char *err, size_t errlen);
+
+/*
+ * Ends a handover no engine took: the connections are cut (Discord keeps
+ * the sessions resumable for a while, and the checkpoints under the
+ * state directory let a later engine RESUME them), the socket is closed
+ * and all memory is released. NULL is ignored.
+ */
+HL_EXPORT void hl_handover_close(hl_handover *handover);
 
 /*
  * Gives a running engine a new configuration (the same JSON as for

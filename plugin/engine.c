@@ -17,6 +17,7 @@
  * the final checkpoints to be synced: on a slow disk the host's loop
  * waits that long.
  */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,8 +201,9 @@ static int engine_run(hl_engine *eng, char *err, size_t errlen)
 			goto fail;
 	}
 	if (ho)
-		eng->front =
-		        hl_front_adopt(eng, dup(ho->listen_fd), err, errlen);
+		eng->front = hl_front_adopt(
+		        eng, fcntl(ho->listen_fd, F_DUPFD_CLOEXEC, 0), err,
+		        errlen);
 	else
 		eng->front =
 		        hl_front_bind(eng, eng->cfg.listen_port, err, errlen);
@@ -297,6 +299,11 @@ HL_EXPORT hl_handover *hl_detach(hl_engine *eng, char *err, size_t errlen)
 	eng->given = NULL;
 	hl_disk_stop(eng->disk);
 	hl_rest_stop(eng->rest);
+	/* The network context is the handover's now. */
+	eng->lws = NULL;
+	eng->loop = NULL;
+	eng->tls = NULL;
+	eng->owner = NULL;
 	take_logs(eng, ho);
 	engine_free(eng);
 	return ho;
@@ -382,6 +389,15 @@ static hl_engine *engine_start(const char *config_json, hl_handover *ho,
 HL_EXPORT hl_engine *hl_start(const char *config_json, char *err, size_t errlen)
 {
 	return engine_start(config_json, NULL, err, errlen);
+}
+
+HL_EXPORT void hl_handover_close(hl_handover *ho)
+{
+	if (ho == NULL || ho->version != HL_HANDOVER_VERSION ||
+	    ho->size != sizeof(*ho))
+		return;
+	hl_net_discard(ho);
+	hl_handover_free(ho);
 }
 
 HL_EXPORT hl_engine *hl_attach(const char *config_json, hl_handover *ho,

@@ -359,9 +359,16 @@ static void relay(front_conn *c)
 	while (keep_alive && !f->stopping) {
 		int rc, inner;
 
-		set_idle(c, in.len == 0);
+		/* Idle until the first byte of the next request: a draining
+		 * front may end the connection until then, never after. */
+		if (in.len == 0) {
+			set_idle(c, 1);
+			rc = (int)read_more(c->fd, &in);
+			set_idle(c, 0);
+			if (rc <= 0)
+				break;
+		}
 		rc = read_request(c->fd, &in, &req, &keep_alive);
-		set_idle(c, 0);
 		if (rc == 0)
 			break;
 		if (rc < 0) {
@@ -379,6 +386,9 @@ static void relay(front_conn *c)
 		while (read_more(inner, &resp) > 0)
 			;
 		set_inner(c, -1);
+		/* The host's next request goes to the engine after this. */
+		if (f->draining)
+			keep_alive = 0;
 		if (relay_response(c->fd, &resp, keep_alive) != 0)
 			break;
 	}
@@ -491,8 +501,9 @@ static void accept_one(hl_front *f)
 
 /*
  * A draining front ends each connection once it has answered the request
- * it is in, for at most DRAIN_MS: those that wait for the host's next
- * request end now, unless it has begun to arrive.
+ * it is in (with Connection: close), for at most DRAIN_MS: those that
+ * wait for the host's next request end now, unless it has begun to
+ * arrive.
  */
 static void drain(hl_front *f)
 {

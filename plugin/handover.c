@@ -6,6 +6,7 @@
  * last act, and the engine that attaches unpacks them as its thread's
  * first, so that no other thread touches a connection in between.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -53,7 +54,9 @@ void hl_handover_pack(hl_bot *bot, hl_handover_bot *hb)
 	if (bot->restoring)
 		bot->up_seq = bot->saved_seq;
 	if (bot->session_id[0] && bot->resume_url && bot->ready_d)
-		hb->checkpoint = hl_session_snapshot(bot, 1);
+		hb->checkpoint = hl_session_snapshot(bot, SIZE_MAX);
+	if (bot->up_state == UP_WAITING || bot->up_state == UP_BLOCKED)
+		hb->retry_in_ms = hl_timer_left(&bot->retry_timer);
 	hb->wsi = hl_up_release(bot, hb->token && hb->identify &&
 	                                     hb->checkpoint && !bot->restoring);
 	if (hb->wsi == NULL)
@@ -97,8 +100,6 @@ int hl_handover_unpack(hl_engine *eng, hl_handover_bot *hb)
 	BOT_FIELDS(TO_BOT);
 	bot->gateway_url = hb->gateway_url;
 	hb->gateway_url = NULL;
-	hl_reply_resend(eng, bot->token);
-
 	if (hb->fatal_code) {
 		bot->up_state = UP_FATAL;
 		bot->fatal_code = hb->fatal_code;
@@ -106,10 +107,14 @@ int hl_handover_unpack(hl_engine *eng, hl_handover_bot *hb)
 		hb->wsi = NULL;
 		return 0;
 	}
+	hl_reply_resend(eng, bot->token);
 	if (hb->wsi == NULL || !bot->session_id[0]) {
 		cut(hb->wsi);
 		hb->wsi = NULL;
-		hl_up_start(bot);
+		if (hb->retry_in_ms > 0)
+			hl_up_start_after(bot, hb->retry_in_ms);
+		else
+			hl_up_start(bot);
 		return 0;
 	}
 

@@ -12,9 +12,12 @@
  * confirmed) and the heartbeat and queue state of the live connection.
  *
  * Both builds read these structs, so their layout is a contract between
- * builds: a change to them, to the checkpoint format, to hl_buf or to
- * hl_msg (queued frames move as they are) bumps HL_HANDOVER_VERSION, and
- * hl_attach refuses a handover of another version.
+ * builds: a change to them, to hl_owner, to the checkpoint format, to
+ * hl_buf or to hl_msg (queued frames move as they are) bumps
+ * HL_HANDOVER_VERSION, and hl_attach refuses a handover of another
+ * version. What libwebsockets copied from the first build's tables when
+ * it made the vhosts (protocol names, per-connection storage and buffer
+ * sizes) stays as that build set it, for as long as the context lives.
  */
 #ifndef HL_HANDOVER_H
 #define HL_HANDOVER_H
@@ -31,10 +34,11 @@ struct hl_owner {
 typedef struct hl_handover_bot {
 	char *token;
 	int shard[2];
-	char *identify;    /* the host's IDENTIFY d, token included */
-	char *checkpoint;  /* the session's final checkpoint, or NULL */
-	char *gateway_url; /* from /gateway/bot, or NULL */
-	int fatal_code;    /* Discord ended the bot for good with it, or 0 */
+	char *identify;      /* the host's IDENTIFY d, token included */
+	char *checkpoint;    /* the session's final checkpoint, or NULL */
+	char *gateway_url;   /* from /gateway/bot, or NULL */
+	int fatal_code;      /* Discord ended the bot for good with it, or 0 */
+	int64_t retry_in_ms; /* a bot in backoff connects again then */
 
 	/* The upstream connection with a READY session, or NULL when the
 	 * next engine must connect again (RESUMEing when it can). */

@@ -479,6 +479,7 @@ extern const lws_retry_bo_t hl_net_no_idle_check;
 void hl_timer_start(hl_engine *eng, hl_timer *t, int64_t ms,
                     void (*cb)(hl_timer *t));
 void hl_timer_stop(hl_timer *t);
+int64_t hl_timer_left(hl_timer *t);
 void hl_net_adopt(hl_engine *eng, int fd);
 int hl_net_start(hl_engine *eng, char *err, size_t errlen);
 void hl_net_stop(hl_engine *eng);
@@ -488,6 +489,7 @@ void hl_net_track_up(hl_bot *bot, struct lws *wsi);
 void hl_net_untrack_up(hl_bot *bot);
 hl_engine *hl_net_engine(struct lws *wsi);
 void hl_net_borrow(hl_engine *eng);
+void hl_net_discard(hl_handover *ho);
 void hl_net_unborrow(hl_engine *eng);
 int hl_net_attach(hl_engine *eng, char *err, size_t errlen);
 
@@ -502,6 +504,7 @@ int hl_up_callback(struct lws *wsi, enum lws_callback_reasons reason, void *in,
                    size_t len);
 void hl_up_shutdown(hl_bot *bot);
 struct lws *hl_up_release(hl_bot *bot, int keep);
+void hl_up_start_after(hl_bot *bot, int64_t ms);
 void hl_up_adopt(hl_bot *bot, struct lws *wsi);
 const char *hl_up_state_name(const hl_bot *bot);
 int hl_up_send(hl_bot *bot, const char *payload, size_t len);
@@ -536,7 +539,7 @@ cJSON *hl_session_confirmed(hl_bot *bot);
 void hl_session_abandon(hl_bot *bot);
 void hl_session_checkpoint(hl_engine *eng, int final);
 void hl_session_forget(hl_bot *bot);
-char *hl_session_snapshot(hl_bot *bot, int final);
+char *hl_session_snapshot(hl_bot *bot, size_t tail_max);
 hl_bot *hl_session_adopt(hl_engine *eng, const char *token, const int shard[2],
                          cJSON *identify, const char *checkpoint, int live);
 int hl_session_write(int dirfd, const hl_job *job);

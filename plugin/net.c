@@ -64,6 +64,14 @@ void hl_timer_stop(hl_timer *t)
 		ev_timer_stop(t->loop, &t->w);
 }
 
+/* Milliseconds until t fires, or -1 when it is not running. */
+int64_t hl_timer_left(hl_timer *t)
+{
+	if (t->loop == NULL || !ev_is_active(&t->w))
+		return -1;
+	return (int64_t)(ev_timer_remaining(t->loop, &t->w) * 1000.0);
+}
+
 static void drain_results(hl_engine *eng)
 {
 	hl_job *job = hl_mailbox_take_all(&eng->results);
@@ -127,11 +135,15 @@ static void adopt_pending(hl_engine *eng)
 	}
 }
 
+/* How long a WebSocket waits for room in the mailbox before it is closed
+ * (the host connects again): a net thread that never comes. */
+#define ADOPT_WAIT_MS 5000
+
 void hl_net_adopt(hl_engine *eng, int fd)
 {
-	int taken = 0;
+	int taken = 0, waited;
 
-	while (!taken) {
+	for (waited = 0; !taken && waited < ADOPT_WAIT_MS; waited++) {
 		pthread_mutex_lock(&eng->adopt_lock);
 		if (eng->nadopt < (int)(sizeof(eng->adopt_fds) / sizeof(int))) {
 			eng->adopt_fds[eng->nadopt++] = fd;
@@ -142,6 +154,8 @@ void hl_net_adopt(hl_engine *eng, int fd)
 		if (!taken)
 			usleep(1000);
 	}
+	if (!taken)
+		close(fd);
 }
 
 hl_engine *hl_net_engine(struct lws *wsi)
@@ -361,6 +375,9 @@ void hl_net_untrack_up(hl_bot *bot)
 	    eng->up_by_fd[bot->up_fd] == bot)
 		eng->up_by_fd[bot->up_fd] = NULL;
 	bot->up_fd = -1;
+	/* Its records tell this engine nothing more (it may be going). */
+	if (bot->up_wsi && lws_get_ssl(bot->up_wsi))
+		SSL_set_msg_callback(lws_get_ssl(bot->up_wsi), NULL);
 }
 
 static void serve_buffered(hl_engine *eng, hl_bot *bot)
@@ -470,11 +487,15 @@ static void hand_over(hl_engine *eng)
 		hl_handover_pack(bot, &ho->bots[ho->nbots++]);
 		live += ho->bots[ho->nbots - 1].wsi != NULL;
 	}
-	/* Without memory for it the sessions are RESUMEd instead. */
+	/* Without memory for it the connections are cut: the next engine
+	 * RESUMEs from the checkpoints on disk, if there is a state_dir. */
 	for (bot = eng->bots; bot && ho->bots == NULL; bot = bot->next)
 		hl_up_release(bot, 0);
 
+	/* The rest and disk threads may still wake the context, so the
+	 * engine keeps it until they end (hl_detach). */
 	ev_prepare_stop(eng->loop, &eng->flush);
+	SSL_CTX_set_msg_callback(eng->tls, NULL);
 	ho->lws = eng->lws;
 	ho->loop = eng->loop;
 	ho->down_vh = eng->down_vh;
@@ -482,10 +503,6 @@ static void hand_over(hl_engine *eng)
 	ho->tls = eng->tls;
 	ho->owner = eng->owner;
 	ho->inner_port = eng->inner_port;
-	eng->lws = NULL;
-	eng->loop = NULL;
-	eng->tls = NULL;
-	eng->owner = NULL;
 	hl_logf(eng->log, HL_INFO, "engine handing over sessions=%d live=%d",
 	        ho->nbots, live);
 }
@@ -720,6 +737,29 @@ int hl_net_attach(hl_engine *eng, char *err, size_t errlen)
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * Destroys the network context of a handover no engine took, with the
+ * connections in it. Its callbacks reach no engine meanwhile.
+ */
+void hl_net_discard(hl_handover *ho)
+{
+	int i;
+
+	claim_protocol(ho->down_vh, "discord", lws_callback_http_dummy);
+	claim_protocol(ho->up_vh, "discord-up", lws_callback_http_dummy);
+	ho->owner->eng = NULL;
+	for (i = 0; i < ho->nbots; i++)
+		ho->bots[i].wsi = NULL; /* the context closes them */
+	lws_context_destroy(ho->lws);
+	ev_loop_destroy(ho->loop);
+	SSL_CTX_free(ho->tls);
+	free(ho->owner);
+	ho->lws = NULL;
+	ho->loop = NULL;
+	ho->tls = NULL;
+	ho->owner = NULL;
 }
 
 /*

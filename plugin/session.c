@@ -45,7 +45,7 @@
 #define MAX_AGE_MS (10 * 60 * 1000)
 #define MAX_FILE_BYTES (64 << 20)
 /* The most of a bot's unconfirmed dispatches a final checkpoint keeps. */
-#define MAX_TAIL_BYTES (4 << 20)
+#define MAX_TAIL_BYTES ((size_t)4 << 20)
 
 static void file_name(const char *key, const int shard[2], char *out,
                       size_t outlen)
@@ -474,7 +474,7 @@ static void submit_file(hl_engine *eng, const hl_bot *bot, const char *text)
 
 /* The dispatches after the last one the host confirmed, oldest first,
  * or none when they are too many to keep. */
-static cJSON *unconfirmed_tail(const hl_bot *bot)
+static cJSON *unconfirmed_tail(const hl_bot *bot, size_t max_bytes)
 {
 	cJSON *tail = cJSON_CreateArray();
 	size_t bytes = 0;
@@ -487,7 +487,7 @@ static cJSON *unconfirmed_tail(const hl_bot *bot)
 		cJSON *item = NULL;
 
 		bytes += frame ? len : 0;
-		if (frame && bytes <= MAX_TAIL_BYTES)
+		if (frame && bytes <= max_bytes)
 			item = cJSON_CreateString(frame);
 		if (item == NULL) {
 			/* A hole would renumber what follows: none, then. */
@@ -499,9 +499,9 @@ static cJSON *unconfirmed_tail(const hl_bot *bot)
 	return tail;
 }
 
-/* The checkpoint of bot's session as text; final adds the dispatches the
- * host has not confirmed. */
-char *hl_session_snapshot(hl_bot *bot, int final)
+/* The checkpoint of bot's session as text, with the dispatches the host
+ * has not confirmed when they take at most tail_max bytes (none for 0). */
+char *hl_session_snapshot(hl_bot *bot, size_t tail_max)
 {
 	cJSON *c = cJSON_CreateObject(), *shard, *ready, *identify;
 	char key[65];
@@ -524,8 +524,9 @@ char *hl_session_snapshot(hl_bot *bot, int final)
 	cJSON_AddItemReferenceToObject(c, "guilds", bot->guilds);
 	cJSON_AddStringToObject(c, "ds_session", bot->ds_session);
 	cJSON_AddNumberToObject(c, "ds_seq", (double)bot->ds_seq);
-	if (final)
-		cJSON_AddItemToObject(c, "ds_tail", unconfirmed_tail(bot));
+	if (tail_max > 0)
+		cJSON_AddItemToObject(c, "ds_tail",
+		                      unconfirmed_tail(bot, tail_max));
 	identify = cJSON_Duplicate(bot->identify, 1);
 	cJSON_DeleteItemFromObjectCaseSensitive(identify, "token");
 	cJSON_AddItemToObject(c, "identify", identify);
@@ -563,7 +564,7 @@ void hl_session_checkpoint(hl_engine *eng, int final)
 			continue;
 		if (!final && now - bot->saved_at_ms < SAVE_EVERY_MS)
 			continue;
-		text = hl_session_snapshot(bot, final);
+		text = hl_session_snapshot(bot, final ? MAX_TAIL_BYTES : 0);
 		if (text == NULL)
 			continue;
 		submit_file(eng, bot, text);

@@ -244,6 +244,12 @@ static void schedule_connect(hl_bot *bot, int64_t delay_ms)
 	hl_timer_start(bot->eng, &bot->retry_timer, delay_ms, retry_fire);
 }
 
+/* Connects in ms, as after a failure (a bot handed over in backoff). */
+void hl_up_start_after(hl_bot *bot, int64_t ms)
+{
+	schedule_connect(bot, ms);
+}
+
 /* Exponential backoff with full jitter, reset after a stable session. */
 static int64_t backoff_ms(hl_bot *bot)
 {

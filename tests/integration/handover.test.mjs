@@ -6,6 +6,7 @@
 // reply in flight is answered first. A handover the new build refuses is
 // left for the old build, which takes its sessions back.
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,6 +16,24 @@ import { startFake } from "../fake-discord/client.mjs";
 import { GatewayClient, LIBRARY, configFor, sleep, startEngine, waitFor } from "./engine.mjs";
 
 const HEARTBEAT_MS = 1000;
+
+// A host that sends a chunked POST in two parts, a second apart.
+const SLOW_CLIENT = `
+const [port, channel, token] = process.argv.slice(1);
+const body = JSON.stringify({ content: "sent slowly" });
+const s = require("node:net").connect(Number(port), "127.0.0.1", () => {
+  s.write("POST /api/v10/channels/" + channel + "/messages HTTP/1.1\\r\\n" +
+    "Host: 127.0.0.1\\r\\nAuthorization: Bot " + token + "\\r\\n" +
+    "Content-Type: application/json\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n" +
+    body.slice(0, 5).length.toString(16) + "\\r\\n" + body.slice(0, 5) + "\\r\\n");
+  console.log("first chunk sent");
+  setTimeout(() => s.write(body.slice(5).length.toString(16) + "\\r\\n" + body.slice(5) +
+    "\\r\\n0\\r\\n\\r\\n"), 1000);
+});
+let answer = "";
+s.on("data", (d) => (answer += d));
+s.on("close", () => console.log("status " + answer.split(" ")[1] + "\\n" + answer.split("\\r\\n\\r\\n")[0]));
+`;
 const MESSAGES = "POST /channels/:channel/messages";
 
 // Two bots on an engine of this build, and a second copy of the library
@@ -101,6 +120,29 @@ describe("a new build taking over a running engine", () => {
         "the old engine's last records reach the new one's log");
       assert.ok(logs.some((m) => /engine took over sessions=2 live=2/.test(m)));
       for (const b of fake.info.bots) assert.ok(!logs.some((m) => m.includes(b.token)));
+    });
+  });
+
+  test("a request whose body is still arriving when the new build comes is answered", async () => {
+    await withEngine(async ({ fake, config, next, engines }) => {
+      const { channel_id } = await fake.dm(0, "hello");
+      const { port } = new URL(engines[0].origin);
+      // Its own process: this one's loop is held while the engine detaches.
+      const client = spawn(process.execPath, ["-e", SLOW_CLIENT, port, channel_id,
+        fake.info.bots[0].token], { stdio: ["ignore", "pipe", "inherit"] });
+      let out = "";
+      client.stdout.on("data", (chunk) => (out += chunk));
+      const exited = new Promise((r) => client.on("exit", r));
+      await waitFor("the first chunk sent", () => out.includes("first chunk sent"));
+
+      const handover = engines[0].detach();
+      engines.push(startEngine(config, { library: next, handover }));
+      await exited;
+      assert.match(out, /status 200/);
+      assert.match(out, /connection: close/i, "the old engine's last answer on it");
+      const rec = await fake.record();
+      assert.deepEqual(rec.messages.filter((m) => m.method === "POST").map((m) => m.content),
+        ["sent slowly"]);
     });
   });
 

@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "heartline.h"
+#include "handover.h"
 
 static void bad_config_gives_no_engine(void)
 {
@@ -135,6 +135,11 @@ static void detach_attach_again_and_again(void)
 			                "example.invalid\"}",
 			                h, err, sizeof(err)) == NULL);
 			CHECK(strstr(err, "api_base differs") != NULL);
+			/* As another build's handover would look. */
+			h->version++;
+			CHECK(hl_attach("{}", h, err, sizeof(err)) == NULL);
+			CHECK(strstr(err, "state version") != NULL);
+			h->version--;
 		}
 		e = hl_attach("{\"log_level\":\"debug\"}", h, err, sizeof(err));
 		CHECK(e != NULL);
@@ -148,6 +153,16 @@ static void detach_attach_again_and_again(void)
 	CHECK(strstr(logs, "engine took over sessions=0") != NULL);
 	CHECK(hl_detach(NULL, err, sizeof(err)) == NULL);
 	CHECK(hl_attach("{}", NULL, err, sizeof(err)) == NULL);
+
+	/* A handover nobody takes is closed, and its port is free again. */
+	h = hl_detach(e, err, sizeof(err));
+	CHECK(h != NULL);
+	hl_handover_close(h);
+	hl_handover_close(NULL);
+	snprintf(logs, sizeof(logs), "{\"listen_port\":%s}",
+	         strrchr(first, ':') + 1);
+	e = hl_start(logs, err, sizeof(err));
+	CHECK(e != NULL);
 	hl_stop(e);
 }
 
