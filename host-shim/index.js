@@ -23,6 +23,7 @@
  * and the library never calls back, so nothing here can stall its threads.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { definePluginEntry } from 'openclaw/plugin-sdk/plugin-entry';
@@ -42,8 +43,8 @@ const RELEASE_GRACE_MS = 30 * 1000;
 function sharedState() {
   globalThis[STATE_KEY] ??= {
     koffi: null,    // one koffi per process, however many reloads
-    libs: new Map(), // library path -> bound ABI functions
-    engine: null,   // { lib, libPath, handle, key, origin }
+    libs: new Map(), // build (see buildOf) -> bound ABI functions
+    engine: null,   // { lib, handle, key, origin, config }
     env: null,      // { had, value } of DISCORD_API_URL before ours
     logger: null,   // the logger of the newest registration
     owner: null,    // token of the registration that may stop the engine
@@ -70,26 +71,60 @@ function loadKoffi(state, rootDir) {
   return state.koffi;
 }
 
-// Binds the ABI of one library file, once its ABI version is the one this
-// plugin was built for. Handles are koffi pointers (BigInt or null);
-// buffers go in as `void *` so the library writes into memory that JS
-// owns.
-function checkedLibrary(state, rootDir, libPath, abi) {
-  const known = state.libs.get(libPath);
-  if (known)
-    return known;
-
-  const koffi = loadKoffi(state, rootDir);
-  let so;
+// Which build of the library is at libPath now: the path and the file's
+// identity, so that a file replaced in place (a plugin upgraded where it
+// was installed) is a new build.
+function buildOf(libPath) {
+  let st;
   try {
-    so = koffi.load(libPath);
+    st = fs.statSync(libPath);
   } catch (err) {
     throw new Error(`cannot load ${libPath}: ${err.message}`);
   }
+  return `${libPath}@${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
+}
+
+// Loads libPath. The dynamic loader hands out a library already loaded
+// from a path again, whatever the file there now, so a new build at the
+// path of one loaded before is loaded from a private copy (removed once
+// mapped).
+function loadLibrary(state, rootDir, libPath) {
+  const koffi = loadKoffi(state, rootDir);
+  const seen = [...state.libs.values()].some((l) => l.libPath === libPath);
+  let dir = null;
+  let file = libPath;
+  try {
+    if (seen) {
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'heartline-'));
+      file = path.join(dir, path.basename(libPath));
+      fs.copyFileSync(libPath, file);
+    }
+    return koffi.load(file);
+  } catch (err) {
+    throw new Error(`cannot load ${libPath}: ${err.message}`);
+  } finally {
+    if (dir)
+      fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// Binds the ABI of the build at libPath, once its ABI version is the one
+// this plugin was built for. Handles are koffi pointers (BigInt or null);
+// buffers go in as `void *` so the library writes into memory that JS
+// owns.
+function checkedLibrary(state, rootDir, libPath, abi) {
+  const build = buildOf(libPath);
+  const known = state.libs.get(build);
+  if (known)
+    return known;
+
+  const so = loadLibrary(state, rootDir, libPath);
   const found = so.func('hl_abi_version', 'int', [])();
   if (found !== abi)
     throw new Error(`${libPath} has ABI ${found}, this plugin needs ${abi}`);
   const lib = {
+    libPath,
+    build,
     version: so.func('hl_version', 'const char *', []),
     start: so.func('hl_start', 'void *',
       ['const char *', 'void *', 'size_t']),
@@ -105,7 +140,7 @@ function checkedLibrary(state, rootDir, libPath, abi) {
       ['const char *', 'void *', 'void *', 'size_t']),
     closeHandover: so.func('hl_handover_close', 'void', ['void *']),
   };
-  state.libs.set(libPath, lib);
+  state.libs.set(build, lib);
   return lib;
 }
 
@@ -116,11 +151,12 @@ function cString(buf, length) {
   return buf.toString('utf8', 0, stop);
 }
 
-// A key that is equal for two configurations that mean the same.
-function configKey(libPath, config) {
+// A key that is equal for two configurations that mean the same to the
+// same build.
+function configKey(build, config) {
   const sorted = Object.keys(config).sort()
     .map((name) => [name, config[name]]);
-  return JSON.stringify([libPath, sorted]);
+  return JSON.stringify([build, sorted]);
 }
 
 // The engine's configuration: the plugin's, less the keys only this shim
@@ -232,7 +268,7 @@ function withPort(config, engine) {
 // Starts an engine of lib, or with a handover, one that goes on with the
 // sessions of the engine that made it. An error with `taken` set means
 // the handover was used up all the same.
-function startEngine(lib, libPath, config, handover = null) {
+function startEngine(lib, config, handover = null) {
   const err = Buffer.alloc(ERR_BUF_BYTES);
   const text = JSON.stringify(config);
   const handle = handover
@@ -241,7 +277,7 @@ function startEngine(lib, libPath, config, handover = null) {
   if (!handle)
     throw new Error(`engine did not start: ${cString(err, err.length)}`);
 
-  const engine = { lib, libPath, handle, key: configKey(libPath, config) };
+  const engine = { lib, handle, key: configKey(lib.build, config) };
   engine.origin = statusOrigin(engine);
   if (!engine.origin) {
     lib.stop(handle);
@@ -317,12 +353,12 @@ function reconfigure(state, api, config, key) {
 // Both builds must agree on the state version; else it is refused and the
 // running engine stays. A handover the new build refuses goes back to
 // the build that made it.
-function handOver(state, old, lib, libPath, config) {
+function handOver(state, old, lib, config) {
   const theirs = lib.handoverVersion();
   const ours = typeof old.lib.handoverVersion === 'function'
     ? old.lib.handoverVersion() : 'none';
   if (ours !== theirs)
-    throw new Error(`${libPath} takes sessions of state version ` +
+    throw new Error(`${lib.libPath} takes sessions of state version ` +
       `${theirs}, the running engine hands over ${ours}: restart the ` +
       'gateway to load it');
 
@@ -334,7 +370,7 @@ function handOver(state, old, lib, libPath, config) {
       cString(err, err.length));
   const next = withPort(config, old);
   try {
-    return startEngine(lib, libPath, next, handover);
+    return startEngine(lib, next, handover);
   } catch (refused) {
     if (refused.taken) {
       state.engine = null;
@@ -343,8 +379,8 @@ function handOver(state, old, lib, libPath, config) {
     }
     // The running build, with the configuration it had just taken.
     try {
-      state.engine = startEngine(old.lib, old.libPath, next, handover);
-      state.engine.key = configKey(old.libPath, config);
+      state.engine = startEngine(old.lib, next, handover);
+      state.engine.key = configKey(old.lib.build, config);
     } catch (lost) {
       if (!lost.taken)
         old.lib.closeHandover?.(handover);
@@ -363,8 +399,9 @@ function handOver(state, old, lib, libPath, config) {
 // running engine then runs on.
 function ensureEngine(state, api, meta) {
   const libPath = resolveLibrary(api.rootDir, api.pluginConfig);
+  const build = buildOf(libPath);
   const config = engineConfig(api, meta.hostKeys);
-  const key = configKey(libPath, config);
+  const key = configKey(build, config);
   const old = state.engine;
 
   if (old?.key === key) {
@@ -375,13 +412,13 @@ function ensureEngine(state, api, meta) {
   // The running engine takes the configuration, or says that a key only
   // a new engine takes has changed (rc 1).
   const sameKeys = old &&
-    reconfigure(state, api, config, configKey(old.libPath, config));
-  if (sameKeys && old.libPath === libPath)
+    reconfigure(state, api, config, configKey(old.lib.build, config));
+  if (sameKeys && old.lib.build === build)
     return old;
   const lib = checkedLibrary(state, api.rootDir, libPath, meta.abi);
   let how = '';
   if (sameKeys) {
-    state.engine = handOver(state, old, lib, libPath, config);
+    state.engine = handOver(state, old, lib, config);
     how = ', sessions taken over from the running engine';
   } else if (old) {
     // The channel keeps the WebSocket URL it started with, so the new
@@ -389,16 +426,16 @@ function ensureEngine(state, api, meta) {
     // stop are RESUMEd, not identified anew.
     stopEngine(state);
     try {
-      state.engine = startEngine(lib, libPath, withPort(config, old));
+      state.engine = startEngine(lib, withPort(config, old));
     } catch (err) {
       // Back to what ran before, on its port, from its checkpoints.
-      state.engine = startEngine(old.lib, old.libPath, old.config);
+      state.engine = startEngine(old.lib, old.config);
       state.engine.key = old.key;
       pointChannelAt(state, state.engine.origin);
       throw err;
     }
   } else {
-    state.engine = startEngine(lib, libPath, config);
+    state.engine = startEngine(lib, config);
   }
   state.engine.key = key;
   const version = state.engine.lib.version();

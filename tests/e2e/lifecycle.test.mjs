@@ -1,12 +1,13 @@
 // The life of a gateway with heartline installed, end to end with the real
 // OpenClaw: a change of heartline's configuration, `openclaw plugins
 // reload heartline`, a change to one Discord account (OpenClaw restarts
-// the channel), a newer build of libheartline.so, and a restart of the
-// gateway process. Through the first four no bot reconnects upstream (a
-// new build takes the running engine's connections over, and the channel
-// RESUMEs into it); a restart costs each bot one RESUME, never an
-// IDENTIFY; every question, including those sent while the gateway was
-// down, gets exactly one answer.
+// the channel), a newer build of libheartline.so (from another path, then
+// replaced where it is), and a restart of the gateway process. Through
+// all but the restart no bot reconnects upstream (a new build takes the
+// running engine's connections over, and the channel RESUMEs into it);
+// a restart costs each bot one RESUME, never an IDENTIFY; every question,
+// including those sent while the gateway was down, gets exactly one
+// answer.
 //
 //   make all package && $NODE24 --test tests/e2e/lifecycle.test.mjs
 //   (~4 minutes)
@@ -196,6 +197,20 @@ test('config change, plugin reload, new build and restart: no IDENTIFY, every qu
 	figures.new_build.channel_resumed = upgradeLog.filter((l) => /\[heartline\] downstream resumed/.test(l)).length;
 	figures.new_build.channel_refused = upgradeLog.filter((l) => /\[heartline\] downstream resume refused/.test(l)).length;
 
+	// The build replaced where it is installed (as an upgrade of the
+	// plugin in place would), then the plugin reloaded: the file at that
+	// path is a new build, loaded beside the running one.
+	mark = Date.now();
+	fs.copyFileSync(LIBRARY, `${next}.new`);
+	fs.renameSync(`${next}.new`, next);
+	const upgrade = await reloadPlugin(setup);
+	t.diagnostic(`plugins reload after the upgrade in place: exit ${upgrade.status}`);
+	const inPlace = await consoleLines(setup, /\[heartline\] engine \S+ listening at/, 3);
+	questions.push(...(await ask(fake, 'inplace')));
+	await answered(fake, questions);
+	figures.in_place = since(await fake.record(), mark);
+	assert.match(inPlace[2], /sessions taken over from the running engine/);
+
 	// The gateway goes down the usual way (SIGTERM); people keep writing.
 	mark = Date.now();
 	await h.stopGateway(gw, { timeoutMs: 60000 });
@@ -226,6 +241,8 @@ test('config change, plugin reload, new build and restart: no IDENTIFY, every qu
 		'a new build reconnects nothing upstream'
 	);
 	assert.equal(figures.new_build.channel_resumed, BOTS, 'the channel RESUMEd into the new build');
+	assert.deepEqual(figures.in_place, { drops: 0, identifies: 0, resumes: 0, resumes_refused: 0 },
+		'a build replaced in place reconnects nothing upstream');
 	assert.equal(figures.new_build.channel_refused, 0, 'no RESUME of the channel refused');
 	assert.equal(figures.restart.identifies, 0, 'no IDENTIFY after the restart');
 	assert.equal(figures.restart.resumes, BOTS, 'every bot RESUMEd after the restart');
