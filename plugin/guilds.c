@@ -15,21 +15,32 @@
 #include "internal.h"
 
 /* The guild events that change what GUILD_CREATE says of a guild. */
-static const char *const folded[] = {
-	"GUILD_UPDATE",      "CHANNEL_CREATE",      "CHANNEL_UPDATE",
-	"CHANNEL_DELETE",    "THREAD_CREATE",       "THREAD_UPDATE",
-	"THREAD_DELETE",     "GUILD_ROLE_CREATE",   "GUILD_ROLE_UPDATE",
-	"GUILD_ROLE_DELETE", "GUILD_EMOJIS_UPDATE", "GUILD_STICKERS_UPDATE",
-	"GUILD_MEMBER_ADD",  "GUILD_MEMBER_UPDATE", "GUILD_MEMBER_REMOVE",
+#define NAME(s)                                                                \
+	{                                                                      \
+		s, sizeof(s) - 1                                               \
+	}
+static const struct {
+	const char *name;
+	size_t len;
+} folded[] = {
+	NAME("GUILD_UPDATE"),        NAME("CHANNEL_CREATE"),
+	NAME("CHANNEL_UPDATE"),      NAME("CHANNEL_DELETE"),
+	NAME("THREAD_CREATE"),       NAME("THREAD_UPDATE"),
+	NAME("THREAD_DELETE"),       NAME("GUILD_ROLE_CREATE"),
+	NAME("GUILD_ROLE_UPDATE"),   NAME("GUILD_ROLE_DELETE"),
+	NAME("GUILD_EMOJIS_UPDATE"), NAME("GUILD_STICKERS_UPDATE"),
+	NAME("GUILD_MEMBER_ADD"),    NAME("GUILD_MEMBER_UPDATE"),
+	NAME("GUILD_MEMBER_REMOVE"),
 };
 
+/* Asked of every dispatch, so the lengths go first. */
 int hl_guild_folds(const char *t, size_t tlen)
 {
 	size_t i;
 
 	for (i = 0; i < sizeof(folded) / sizeof(folded[0]); i++) {
-		if (strlen(folded[i]) == tlen &&
-		    memcmp(folded[i], t, tlen) == 0)
+		if (folded[i].len == tlen &&
+		    memcmp(folded[i].name, t, tlen) == 0)
 			return 1;
 	}
 	return 0;
