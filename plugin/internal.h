@@ -293,11 +293,14 @@ typedef struct hl_bot {
 	int identify_pending; /* waiting for an IDENTIFY slot */
 
 	/* checkpoint (session.c) */
-	int restoring;       /* RESUMEing a session of an earlier run */
-	cJSON *held;         /* dispatches that came before its RESUMED */
-	int64_t saved_seq;   /* sequence in the last checkpoint */
-	int64_t saved_at_ms; /* mono ms of the last checkpoint */
-	int session_changed; /* READY or guilds changed since then */
+	int restoring;          /* RESUMEing a session of an earlier run */
+	cJSON *held;            /* dispatches that came before its RESUMED */
+	int64_t saved_seq;      /* sequence in the last checkpoint */
+	int64_t saved_ds_seq;   /* and the host's */
+	int64_t saved_at_ms;    /* mono ms of the last checkpoint */
+	int64_t snapshot_at_ms; /* and of the last whole one, or 0 */
+	int session_changed;    /* READY or guilds changed since then */
+	int snapshot_now;       /* a new session: saved whole at once */
 
 	/* downstream session, the host's view of this bot */
 	char ds_session[33];

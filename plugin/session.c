@@ -4,7 +4,9 @@
  * Each upstream session's id, sequence and resume URL, with the READY and
  * the guild snapshots a fresh host needs, are checkpointed to
  * STATE_DIR/session-KEY-SHARD-COUNT.json, KEY being the hex SHA-256 of
- * the bot's token (never the token). When a restarted engine sees the
+ * the bot's token (never the token); where the session has got to since
+ * (its sequence and the host's) goes to the small .mark file beside it,
+ * which a load applies to the snapshot. When a restarted engine sees the
  * host IDENTIFY with that token and shard, the bot starts from the
  * checkpoint: it RESUMEs upstream instead of IDENTIFYing, and the host
  * gets a READY and the guilds from the checkpoint once Discord confirms
@@ -40,6 +42,9 @@
 #define FORMAT_VERSION 1
 #define SAVE_EVERY_MS 1000
 #define REFRESH_MS 60000
+/* How often guild changes rewrite the snapshot; the sequence goes to the
+ * mark file at once. */
+#define SNAPSHOT_EVERY_MS 10000
 /* Discord keeps a session resumable for minutes, not hours; an older
  * checkpoint is not worth a RESUME that will be refused. */
 #define MAX_AGE_MS (10 * 60 * 1000)
@@ -47,10 +52,12 @@
 /* The most of a bot's unconfirmed dispatches a final checkpoint keeps. */
 #define MAX_TAIL_BYTES ((size_t)4 << 20)
 
-static void file_name(const char *key, const int shard[2], char *out,
-                      size_t outlen)
+/* ext is "json" for the snapshot, "mark" for the position in it. */
+static void file_name(const char *key, const int shard[2], const char *ext,
+                      char *out, size_t outlen)
 {
-	snprintf(out, outlen, "session-%s-%d-%d.json", key, shard[0], shard[1]);
+	snprintf(out, outlen, "session-%s-%d-%d.%s", key, shard[0], shard[1],
+	         ext);
 }
 
 /* ---- loading (host thread, at start) ---------------------------------- */
@@ -123,6 +130,69 @@ static cJSON *parse_checkpoint(const char *text, size_t len)
 	return c;
 }
 
+static int is_named(const char *name, const char *ext)
+{
+	size_t n = strlen(name), e = strlen(ext);
+
+	return strncmp(name, "session-", 8) == 0 && n > e &&
+	       strcmp(name + n - e, ext) == 0;
+}
+
+/*
+ * Moves the snapshot c (of file `name`) on to where its mark file says
+ * the session went since, when the mark is of the same session and newer.
+ * The dispatches a final snapshot kept for the host then no longer line
+ * up with its sequence, and go.
+ */
+static void apply_mark(int dirfd, const char *name, cJSON *c)
+{
+	char mark_name[160];
+	size_t len = 0;
+	char *text;
+	cJSON *m, *v, *sid, *seq, *ds, *ds_seq, *at;
+
+	snprintf(mark_name, sizeof(mark_name), "%.*s.mark",
+	         (int)(strlen(name) - 5), name);
+	text = read_small_file(dirfd, mark_name, &len);
+	m = text ? cJSON_ParseWithLength(text, len) : NULL;
+	free(text);
+	v = cJSON_GetObjectItemCaseSensitive(m, "v");
+	sid = cJSON_GetObjectItemCaseSensitive(m, "session_id");
+	seq = cJSON_GetObjectItemCaseSensitive(m, "seq");
+	ds = cJSON_GetObjectItemCaseSensitive(m, "ds_session");
+	ds_seq = cJSON_GetObjectItemCaseSensitive(m, "ds_seq");
+	at = cJSON_GetObjectItemCaseSensitive(m, "saved_ms");
+	if (cJSON_IsNumber(v) && v->valueint == FORMAT_VERSION &&
+	    cJSON_IsString(sid) &&
+	    strcmp(sid->valuestring, str_of(c, "session_id")) == 0 &&
+	    cJSON_IsNumber(seq) && cJSON_IsString(ds) &&
+	    cJSON_IsNumber(ds_seq) && cJSON_IsNumber(at) &&
+	    at->valuedouble > cJSON_GetObjectItemCaseSensitive(c, "saved_ms")
+	                              ->valuedouble) {
+		cJSON_ReplaceItemInObjectCaseSensitive(
+		        c, "seq", cJSON_CreateNumber(seq->valuedouble));
+		cJSON_DeleteItemFromObjectCaseSensitive(c, "ds_session");
+		cJSON_AddStringToObject(c, "ds_session", ds->valuestring);
+		cJSON_DeleteItemFromObjectCaseSensitive(c, "ds_seq");
+		cJSON_AddNumberToObject(c, "ds_seq", ds_seq->valuedouble);
+		cJSON_ReplaceItemInObjectCaseSensitive(
+		        c, "saved_ms", cJSON_CreateNumber(at->valuedouble));
+		cJSON_DeleteItemFromObjectCaseSensitive(c, "ds_tail");
+	}
+	cJSON_Delete(m);
+}
+
+/* A mark file whose snapshot is gone goes too. */
+static void drop_lone_mark(int dirfd, const char *name)
+{
+	char json_name[160];
+
+	snprintf(json_name, sizeof(json_name), "%.*s.json",
+	         (int)(strlen(name) - 5), name);
+	if (faccessat(dirfd, json_name, F_OK, 0) != 0 && errno == ENOENT)
+		unlinkat(dirfd, name, 0);
+}
+
 /*
  * Reads every session checkpoint under the state directory into
  * eng->saved. A damaged or stale file is removed and said in the log;
@@ -146,13 +216,15 @@ void hl_sessions_load(hl_engine *eng)
 		char *text;
 		cJSON *c, *saved;
 
-		if (strncmp(de->d_name, "session-", 8) != 0 ||
-		    strstr(de->d_name, ".json") == NULL ||
-		    strstr(de->d_name, ".tmp") != NULL)
+		if (is_named(de->d_name, ".mark"))
+			drop_lone_mark(dirfd(d), de->d_name);
+		if (!is_named(de->d_name, ".json"))
 			continue;
 		text = read_small_file(dirfd(d), de->d_name, &len);
 		c = text ? parse_checkpoint(text, len) : NULL;
 		free(text);
+		if (c)
+			apply_mark(dirfd(d), de->d_name, c);
 		saved = cJSON_GetObjectItemCaseSensitive(c, "saved_ms");
 		if (c == NULL ||
 		    now - (int64_t)saved->valuedouble > MAX_AGE_MS) {
@@ -452,7 +524,8 @@ void hl_session_abandon(hl_bot *bot)
 
 /* ---- saving (net thread builds, disk thread writes) --------------------- */
 
-static void submit_file(hl_engine *eng, const hl_bot *bot, const char *text)
+static void submit_file(hl_engine *eng, const hl_bot *bot, const char *ext,
+                        const char *text)
 {
 	hl_job *job = calloc(1, sizeof(*job));
 	char key[65], name[128];
@@ -460,7 +533,7 @@ static void submit_file(hl_engine *eng, const hl_bot *bot, const char *text)
 	if (job == NULL)
 		return;
 	hl_token_key(bot->token, key);
-	file_name(key, bot->shard, name, sizeof(name));
+	file_name(key, bot->shard, ext, name, sizeof(name));
 	memset(key, 0, sizeof(key));
 	job->kind = HL_JOB_SESSION;
 	job->file = strdup(name);
@@ -535,13 +608,32 @@ char *hl_session_snapshot(hl_bot *bot, size_t tail_max)
 	return text;
 }
 
+/* Where the session is now: what the mark file says of the snapshot. */
+static char *mark(const hl_bot *bot)
+{
+	cJSON *m = cJSON_CreateObject();
+	char *text;
+
+	cJSON_AddNumberToObject(m, "v", FORMAT_VERSION);
+	cJSON_AddStringToObject(m, "session_id", bot->session_id);
+	cJSON_AddNumberToObject(m, "seq", (double)bot->up_seq);
+	cJSON_AddStringToObject(m, "ds_session", bot->ds_session);
+	cJSON_AddNumberToObject(m, "ds_seq", (double)bot->ds_seq);
+	cJSON_AddNumberToObject(m, "saved_ms", (double)hl_now_ms());
+	text = cJSON_PrintUnformatted(m);
+	cJSON_Delete(m);
+	return text;
+}
+
 /*
  * Saves every session that moved since its last checkpoint, at most once
  * a second each, and every quiet one once a minute; or all of them now
- * when final is set (engine stop).
- * XXX: a checkpoint is the whole READY and every guild snapshot, so a bot
- * in thousands of large guilds rewrites megabytes a second while events
- * flow; writing the sequence apart from the snapshot would fix that.
+ * when final is set (engine stop). Most saves are only the session's
+ * position, in the small mark file; the snapshot (READY and the guilds)
+ * is written for a new session at once, and after guild changes at most
+ * every SNAPSHOT_EVERY_MS, so a bot in many large guilds does not rewrite
+ * megabytes a second while events flow. A process killed in between
+ * leaves a snapshot whose guilds miss up to that many seconds of changes.
  */
 void hl_session_checkpoint(hl_engine *eng, int final)
 {
@@ -552,26 +644,39 @@ void hl_session_checkpoint(hl_engine *eng, int final)
 		return;
 	for (bot = eng->bots; bot; bot = bot->next) {
 		char *text;
-		int moved;
+		int moved, whole;
 
 		if (!bot->session_id[0] || bot->resume_url == NULL ||
 		    bot->ready_d == NULL || bot->restoring)
 			continue;
-		moved = bot->saved_seq != bot->up_seq || bot->session_changed;
+		moved = bot->saved_seq != bot->up_seq ||
+		        bot->saved_ds_seq != bot->ds_seq;
+		whole = final || bot->snapshot_now ||
+		        bot->snapshot_at_ms == 0 ||
+		        (bot->session_changed &&
+		         now - bot->snapshot_at_ms >= SNAPSHOT_EVERY_MS);
 		/* A quiet session is saved again now and then, so that its
 		 * time says it was alive, and always at the end. */
-		if (!final && !moved && now - bot->saved_at_ms < REFRESH_MS)
+		if (!final && !moved && !whole &&
+		    now - bot->saved_at_ms < REFRESH_MS)
 			continue;
 		if (!final && now - bot->saved_at_ms < SAVE_EVERY_MS)
 			continue;
-		text = hl_session_snapshot(bot, final ? MAX_TAIL_BYTES : 0);
+		text = whole ? hl_session_snapshot(bot,
+		                                   final ? MAX_TAIL_BYTES : 0)
+		             : mark(bot);
 		if (text == NULL)
 			continue;
-		submit_file(eng, bot, text);
+		submit_file(eng, bot, whole ? "json" : "mark", text);
 		free(text);
 		bot->saved_seq = bot->up_seq;
+		bot->saved_ds_seq = bot->ds_seq;
 		bot->saved_at_ms = now;
-		bot->session_changed = 0;
+		if (whole) {
+			bot->snapshot_at_ms = now;
+			bot->session_changed = 0;
+			bot->snapshot_now = 0;
+		}
 	}
 }
 
@@ -580,9 +685,11 @@ void hl_session_forget(hl_bot *bot)
 {
 	if (bot->eng->disk == NULL)
 		return;
-	submit_file(bot->eng, bot, NULL);
+	submit_file(bot->eng, bot, "json", NULL);
+	submit_file(bot->eng, bot, "mark", NULL);
 	bot->saved_seq = 0;
 	bot->session_changed = 0;
+	bot->snapshot_at_ms = 0;
 }
 
 /*

@@ -544,6 +544,7 @@ static void on_ready(hl_bot *bot, cJSON *d)
 	cJSON_Delete(bot->guilds);
 	bot->guilds = cJSON_CreateObject();
 	bot->session_changed = 1;
+	bot->snapshot_now = 1;
 	bot->up_state = UP_READY;
 	bot->ready_since_ms = hl_mono_ms();
 	hl_logf(bot->eng->log, HL_INFO, "upstream ready bot=%s user=%s",

@@ -129,6 +129,45 @@ describe("sessions across a restart", () => {
     });
   }
 
+  test("while events flow only the session's mark is rewritten, and a restart resumes from it", async () => {
+    await withRun({}, async ({ fake, start, stateDir }) => {
+      const first = start();
+      await waitFor("READY", () => first.dispatches("READY")[0]);
+      const channels = Array.from({ length: 2000 }, (_, i) => ({ id: `${7000 + i}`, name: `channel ${i}` }));
+      await fake.dispatch(0, "GUILD_CREATE", { id: "4242", name: "big guild", channels });
+      const files = () => readdirSync(stateDir);
+      const snapshot = () => files().find((f) => f.endsWith(".json"));
+      await waitFor("the guild in the snapshot", () => snapshot() &&
+        readFileSync(join(stateDir, snapshot()), "utf8").includes("big guild"), 15000);
+      const before = statSync(join(stateDir, snapshot()));
+
+      for (let i = 1; i <= 5; i++) {
+        await fake.dm(0, `flowing ${i}`);
+        await sleep(500);
+      }
+      await waitFor("the messages", () => contents(first).length === 5);
+      await sleep(1500);
+      const mark = files().find((f) => f.endsWith(".mark"));
+      assert.ok(mark, `a mark beside the snapshot: ${files()}`);
+      const after = statSync(join(stateDir, snapshot()));
+      assert.equal(after.mtimeMs, before.mtimeMs, "the snapshot was not rewritten");
+      assert.ok(statSync(join(stateDir, mark)).mtimeMs > before.mtimeMs);
+      assert.ok(statSync(join(stateDir, mark)).size < 512);
+
+      await first.kill("SIGKILL");
+      await fake.dm(0, "while the host was down");
+      const second = start();
+      await waitFor("the missed message", () => contents(second).includes("while the host was down"), 15000);
+      await sleep(500);
+      assert.deepEqual(contents(second), ["while the host was down"],
+        "resumed from the mark: nothing the first host had is sent again");
+      assert.equal(second.dispatches("GUILD_CREATE")[0]?.d.channels.length, 2000);
+      const rec = await fake.record();
+      assert.equal(rec.identifies.length, 1);
+      assert.equal(rec.resumes.filter((r) => r.ok).length, 1);
+    });
+  });
+
   test("a RESUME Discord refuses falls back to an ordinary IDENTIFY", async () => {
     await withRun({ resumeWindow: 300 }, async ({ fake, start }) => {
       const first = await firstRun(fake, start);
