@@ -478,8 +478,9 @@ static void hand_over(hl_engine *eng)
 	hl_bot *bot;
 	int n = 0, live = 0;
 
+	/* No final checkpoint: the sessions go on, and the next engine saves
+	 * them within a second, as this one did all along. */
 	let_go_of_host(eng);
-	hl_session_checkpoint(eng, 1);
 	for (bot = eng->bots; bot; bot = bot->next)
 		n++;
 	ho->bots = n ? calloc((size_t)n, sizeof(*ho->bots)) : NULL;
