@@ -44,6 +44,7 @@ function sharedState() {
   globalThis[STATE_KEY] ??= {
     koffi: null,    // one koffi per process, however many reloads
     libs: new Map(), // build (see buildOf) -> bound ABI functions
+    loaded: new Set(), // every library path handed to the loader
     engine: null,   // { lib, handle, key, origin, config }
     env: null,      // { had, value } of DISCORD_API_URL before ours
     logger: null,   // the logger of the newest registration
@@ -84,27 +85,41 @@ function buildOf(libPath) {
   return `${libPath}@${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
 }
 
+// A private copy of libPath, beside it (where it may be mapped, unlike a
+// tmpfs mounted noexec) or else in the temporary directory.
+function privateCopy(libPath) {
+  const name = `.${path.basename(libPath)}.${process.pid}.${Date.now()}`;
+  for (const dir of [path.dirname(libPath), os.tmpdir()]) {
+    const file = path.join(dir, name);
+    try {
+      fs.copyFileSync(libPath, file);
+      return file;
+    } catch {
+      fs.rmSync(file, { force: true });
+    }
+  }
+  throw new Error('no directory to copy it to');
+}
+
 // Loads libPath. The dynamic loader hands out a library already loaded
 // from a path again, whatever the file there now, so a new build at the
 // path of one loaded before is loaded from a private copy (removed once
 // mapped).
 function loadLibrary(state, rootDir, libPath) {
   const koffi = loadKoffi(state, rootDir);
-  const seen = [...state.libs.values()].some((l) => l.libPath === libPath);
-  let dir = null;
+  state.loaded ??= new Set();
+  const seen = state.loaded.has(libPath) || state.libs.has(libPath);
   let file = libPath;
   try {
-    if (seen) {
-      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'heartline-'));
-      file = path.join(dir, path.basename(libPath));
-      fs.copyFileSync(libPath, file);
-    }
+    if (seen)
+      file = privateCopy(libPath);
+    state.loaded.add(libPath);
     return koffi.load(file);
   } catch (err) {
     throw new Error(`cannot load ${libPath}: ${err.message}`);
   } finally {
-    if (dir)
-      fs.rmSync(dir, { recursive: true, force: true });
+    if (file !== libPath)
+      fs.rmSync(file, { force: true });
   }
 }
 

@@ -86,7 +86,7 @@ void hl_down_session_new(hl_bot *bot)
 	hl_random_hex(bot->ds_session, 16);
 	bot->ds_seq = 0;
 	bot->ds_host_seq = 0;
-	bot->session_changed = 1;
+	bot->saved_ds_seq = -1; /* the host's session is saved again */
 	bot->ds_bound = bot->down != NULL;
 	hl_replay_clear(&bot->replay, 1);
 }

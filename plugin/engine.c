@@ -397,6 +397,7 @@ HL_EXPORT void hl_handover_close(hl_handover *ho)
 	    ho->size != sizeof(*ho))
 		return;
 	hl_net_discard(ho);
+	hl_handover_save(ho);
 	hl_handover_free(ho);
 }
 

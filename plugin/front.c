@@ -426,7 +426,12 @@ static void *conn_main(void *arg)
 {
 	front_conn *c = arg;
 	hl_front *f = c->front;
-	int up = is_upgrade(c->fd);
+	int up;
+
+	/* A connection that has sent nothing yet is idle (see drain). */
+	set_idle(c, 1);
+	up = is_upgrade(c->fd);
+	set_idle(c, 0);
 
 	if (up == 1) {
 		hl_net_adopt(f->eng, c->fd);

@@ -188,6 +188,12 @@ static int fold(cJSON *guild, const char *t, cJSON *d)
 		return upsert(guild, "channels", d, 0);
 	if (strcmp(t, "CHANNEL_DELETE") == 0)
 		return remove_item(guild, "channels", string_at(d, "id"));
+	/* GUILD_CREATE lists the active threads only. */
+	if (strcmp(t, "THREAD_UPDATE") == 0 &&
+	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+	            cJSON_GetObjectItemCaseSensitive(d, "thread_metadata"),
+	            "archived")))
+		return remove_item(guild, "threads", string_at(d, "id"));
 	if (strcmp(t, "THREAD_CREATE") == 0 || strcmp(t, "THREAD_UPDATE") == 0)
 		return upsert(guild, "threads", d, 0);
 	if (strcmp(t, "THREAD_DELETE") == 0)
@@ -203,7 +209,11 @@ static int fold(cJSON *guild, const char *t, cJSON *d)
 	if (strcmp(t, "GUILD_STICKERS_UPDATE") == 0)
 		return replace_list(guild, "stickers", d);
 	if (strcmp(t, "GUILD_MEMBER_ADD") == 0) {
-		count_members(guild, 1);
+		if (find_item(
+		            cJSON_GetObjectItemCaseSensitive(guild, "members"),
+		            string_at(member, "id") ? string_at(member, "id")
+		                                    : "") == NULL)
+			count_members(guild, 1);
 		return upsert(guild, "members", d, 0);
 	}
 	if (strcmp(t, "GUILD_MEMBER_UPDATE") == 0)

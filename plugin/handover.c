@@ -6,6 +6,7 @@
  * last act, and the engine that attaches unpacks them as its thread's
  * first, so that no other thread touches a connection in between.
  */
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,6 +128,40 @@ int hl_handover_unpack(hl_engine *eng, hl_handover_bot *hb)
 	hl_up_adopt(bot, hb->wsi);
 	hb->wsi = NULL;
 	return 1;
+}
+
+/*
+ * Saves the sessions of a handover nobody took under its state directory,
+ * each as its final checkpoint, so that a later engine RESUMEs them and
+ * replays what the host had not confirmed. Host thread.
+ */
+void hl_handover_save(hl_handover *ho)
+{
+	char err[256], name[160];
+	hl_config cfg;
+	hl_job job;
+	int i, dirfd = -1;
+
+	memset(&cfg, 0, sizeof(cfg));
+	if (hl_config_parse(ho->config, &cfg, err, sizeof(err)) == 0 &&
+	    cfg.state_dir)
+		dirfd = open(cfg.state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	for (i = 0; dirfd >= 0 && i < ho->nbots; i++) {
+		hl_handover_bot *hb = &ho->bots[i];
+
+		if (hb->token == NULL || hb->checkpoint == NULL)
+			continue;
+		hl_session_file(hb->token, hb->shard, "json", name,
+		                sizeof(name));
+		memset(&job, 0, sizeof(job));
+		job.file = name;
+		job.body.data = hb->checkpoint;
+		job.body.len = strlen(hb->checkpoint);
+		hl_session_write(dirfd, &job);
+	}
+	if (dirfd >= 0)
+		close(dirfd);
+	hl_config_free(&cfg);
 }
 
 /* Frees a handover and all it still holds; a connection in it is cut. */

@@ -293,14 +293,15 @@ typedef struct hl_bot {
 	int identify_pending; /* waiting for an IDENTIFY slot */
 
 	/* checkpoint (session.c) */
-	int restoring;          /* RESUMEing a session of an earlier run */
-	cJSON *held;            /* dispatches that came before its RESUMED */
-	int64_t saved_seq;      /* sequence in the last checkpoint */
-	int64_t saved_ds_seq;   /* and the host's */
-	int64_t saved_at_ms;    /* mono ms of the last checkpoint */
-	int64_t snapshot_at_ms; /* and of the last whole one, or 0 */
-	int session_changed;    /* READY or guilds changed since then */
-	int snapshot_now;       /* a new session: saved whole at once */
+	int restoring;        /* RESUMEing a session of an earlier run */
+	cJSON *held;          /* dispatches that came before its RESUMED */
+	int64_t saved_seq;    /* sequence in the last checkpoint */
+	int64_t saved_ds_seq; /* and the host's, or -1 to save it again */
+	int64_t saved_at_ms;  /* mono ms of the last checkpoint */
+	char snapshot_id[17]; /* of the last whole one on disk, or "" */
+	int snapshot_now;     /* a new session or guild: saved whole next */
+	cJSON *guild_events;  /* folded since the snapshot: go in marks */
+	size_t guild_events_bytes;
 
 	/* downstream session, the host's view of this bot */
 	char ds_session[33];
@@ -542,6 +543,9 @@ cJSON *hl_session_confirmed(hl_bot *bot);
 void hl_session_abandon(hl_bot *bot);
 void hl_session_checkpoint(hl_engine *eng, int final);
 void hl_session_forget(hl_bot *bot);
+void hl_session_guild_changed(hl_bot *bot, const char *t, cJSON *d);
+void hl_session_file(const char *token, const int shard[2], const char *ext,
+                     char *out, size_t outlen);
 char *hl_session_snapshot(hl_bot *bot, size_t tail_max);
 hl_bot *hl_session_adopt(hl_engine *eng, const char *token, const int shard[2],
                          cJSON *identify, const char *checkpoint, int live);
@@ -585,6 +589,7 @@ void hl_typing_free_all(hl_engine *eng);
 struct hl_handover_bot;
 void hl_handover_pack(hl_bot *bot, struct hl_handover_bot *hb);
 int hl_handover_unpack(hl_engine *eng, struct hl_handover_bot *hb);
+void hl_handover_save(hl_handover *ho);
 void hl_handover_free(hl_handover *ho);
 
 /* guilds.c */

@@ -490,6 +490,8 @@ static void hand_over(hl_engine *eng)
 	}
 	/* Without memory for it the connections are cut: the next engine
 	 * RESUMEs from the checkpoints on disk, if there is a state_dir. */
+	if (n && ho->bots == NULL)
+		hl_session_checkpoint(eng, 1);
 	for (bot = eng->bots; bot && ho->bots == NULL; bot = bot->next)
 		hl_up_release(bot, 0);
 

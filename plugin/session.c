@@ -42,9 +42,9 @@
 #define FORMAT_VERSION 1
 #define SAVE_EVERY_MS 1000
 #define REFRESH_MS 60000
-/* How often guild changes rewrite the snapshot; the sequence goes to the
- * mark file at once. */
-#define SNAPSHOT_EVERY_MS 10000
+/* The most guild changes a mark carries before the snapshot is saved
+ * whole instead. */
+#define MARK_EVENTS_MAX (64 * 1024)
 /* Discord keeps a session resumable for minutes, not hours; an older
  * checkpoint is not worth a RESUME that will be refused. */
 #define MAX_AGE_MS (10 * 60 * 1000)
@@ -58,6 +58,16 @@ static void file_name(const char *key, const int shard[2], const char *ext,
 {
 	snprintf(out, outlen, "session-%s-%d-%d.%s", key, shard[0], shard[1],
 	         ext);
+}
+
+void hl_session_file(const char *token, const int shard[2], const char *ext,
+                     char *out, size_t outlen)
+{
+	char key[65];
+
+	hl_token_key(token, key);
+	file_name(key, shard, ext, out, outlen);
+	memset(key, 0, sizeof(key));
 }
 
 /* ---- loading (host thread, at start) ---------------------------------- */
@@ -138,18 +148,27 @@ static int is_named(const char *name, const char *ext)
 	       strcmp(name + n - e, ext) == 0;
 }
 
+static const char *string_or_empty(cJSON *o, const char *name)
+{
+	cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+
+	return cJSON_IsString(v) ? v->valuestring : "";
+}
+
 /*
  * Moves the snapshot c (of file `name`) on to where its mark file says
- * the session went since, when the mark is of the same session and newer.
- * The dispatches a final snapshot kept for the host then no longer line
- * up with its sequence, and go.
+ * the session went since: a mark written after this snapshot names it,
+ * and carries the guild changes since, folded in here. The dispatches a
+ * final snapshot kept for the host then no longer line up with its
+ * sequence, and go.
  */
 static void apply_mark(int dirfd, const char *name, cJSON *c)
 {
 	char mark_name[160];
 	size_t len = 0;
 	char *text;
-	cJSON *m, *v, *sid, *seq, *ds, *ds_seq, *at;
+	const char *snap = string_or_empty(c, "snap");
+	cJSON *m, *v, *seq, *ds_seq, *at, *e;
 
 	snprintf(mark_name, sizeof(mark_name), "%.*s.mark",
 	         (int)(strlen(name) - 5), name);
@@ -157,27 +176,36 @@ static void apply_mark(int dirfd, const char *name, cJSON *c)
 	m = text ? cJSON_ParseWithLength(text, len) : NULL;
 	free(text);
 	v = cJSON_GetObjectItemCaseSensitive(m, "v");
-	sid = cJSON_GetObjectItemCaseSensitive(m, "session_id");
 	seq = cJSON_GetObjectItemCaseSensitive(m, "seq");
-	ds = cJSON_GetObjectItemCaseSensitive(m, "ds_session");
 	ds_seq = cJSON_GetObjectItemCaseSensitive(m, "ds_seq");
 	at = cJSON_GetObjectItemCaseSensitive(m, "saved_ms");
-	if (cJSON_IsNumber(v) && v->valueint == FORMAT_VERSION &&
-	    cJSON_IsString(sid) &&
-	    strcmp(sid->valuestring, str_of(c, "session_id")) == 0 &&
-	    cJSON_IsNumber(seq) && cJSON_IsString(ds) &&
-	    cJSON_IsNumber(ds_seq) && cJSON_IsNumber(at) &&
-	    at->valuedouble > cJSON_GetObjectItemCaseSensitive(c, "saved_ms")
-	                              ->valuedouble) {
-		cJSON_ReplaceItemInObjectCaseSensitive(
-		        c, "seq", cJSON_CreateNumber(seq->valuedouble));
-		cJSON_DeleteItemFromObjectCaseSensitive(c, "ds_session");
-		cJSON_AddStringToObject(c, "ds_session", ds->valuestring);
-		cJSON_DeleteItemFromObjectCaseSensitive(c, "ds_seq");
-		cJSON_AddNumberToObject(c, "ds_seq", ds_seq->valuedouble);
-		cJSON_ReplaceItemInObjectCaseSensitive(
-		        c, "saved_ms", cJSON_CreateNumber(at->valuedouble));
-		cJSON_DeleteItemFromObjectCaseSensitive(c, "ds_tail");
+	if (!cJSON_IsNumber(v) || v->valueint != FORMAT_VERSION || !snap[0] ||
+	    strcmp(string_or_empty(m, "snap"), snap) != 0 ||
+	    strcmp(string_or_empty(m, "session_id"), str_of(c, "session_id")) !=
+	            0 ||
+	    !cJSON_IsNumber(seq) || !cJSON_IsNumber(ds_seq) ||
+	    !cJSON_IsNumber(at)) {
+		cJSON_Delete(m);
+		return;
+	}
+	cJSON_ReplaceItemInObjectCaseSensitive(
+	        c, "seq", cJSON_CreateNumber(seq->valuedouble));
+	cJSON_DeleteItemFromObjectCaseSensitive(c, "ds_session");
+	cJSON_AddStringToObject(c, "ds_session",
+	                        string_or_empty(m, "ds_session"));
+	cJSON_DeleteItemFromObjectCaseSensitive(c, "ds_seq");
+	cJSON_AddNumberToObject(c, "ds_seq", ds_seq->valuedouble);
+	cJSON_ReplaceItemInObjectCaseSensitive(
+	        c, "saved_ms", cJSON_CreateNumber(at->valuedouble));
+	cJSON_DeleteItemFromObjectCaseSensitive(c, "ds_tail");
+	cJSON_ArrayForEach (
+	        e, cJSON_GetObjectItemCaseSensitive(m, "guild_events")) {
+		const char *t = string_or_empty(e, "t");
+
+		if (t[0])
+			hl_guild_event(
+			        cJSON_GetObjectItemCaseSensitive(c, "guilds"),
+			        t, cJSON_GetObjectItemCaseSensitive(e, "d"));
 	}
 	cJSON_Delete(m);
 }
@@ -528,13 +556,11 @@ static void submit_file(hl_engine *eng, const hl_bot *bot, const char *ext,
                         const char *text)
 {
 	hl_job *job = calloc(1, sizeof(*job));
-	char key[65], name[128];
+	char name[128];
 
 	if (job == NULL)
 		return;
-	hl_token_key(bot->token, key);
-	file_name(key, bot->shard, ext, name, sizeof(name));
-	memset(key, 0, sizeof(key));
+	hl_session_file(bot->token, bot->shard, ext, name, sizeof(name));
 	job->kind = HL_JOB_SESSION;
 	job->file = strdup(name);
 	if (job->file == NULL ||
@@ -581,7 +607,10 @@ char *hl_session_snapshot(hl_bot *bot, size_t tail_max)
 	char *text;
 
 	hl_token_key(bot->token, key);
+	/* Marks written after it name it; older ones name another. */
+	hl_random_hex(bot->snapshot_id, 8);
 	cJSON_AddNumberToObject(c, "v", FORMAT_VERSION);
+	cJSON_AddStringToObject(c, "snap", bot->snapshot_id);
 	cJSON_AddStringToObject(c, "key", key);
 	memset(key, 0, sizeof(key));
 	shard = cJSON_AddArrayToObject(c, "shard");
@@ -608,32 +637,85 @@ char *hl_session_snapshot(hl_bot *bot, size_t tail_max)
 	return text;
 }
 
-/* Where the session is now: what the mark file says of the snapshot. */
+/*
+ * Where the session is now: what the mark file adds to the snapshot it
+ * names, with the guild changes folded since that snapshot.
+ */
 static char *mark(const hl_bot *bot)
 {
 	cJSON *m = cJSON_CreateObject();
 	char *text;
 
 	cJSON_AddNumberToObject(m, "v", FORMAT_VERSION);
+	cJSON_AddStringToObject(m, "snap", bot->snapshot_id);
 	cJSON_AddStringToObject(m, "session_id", bot->session_id);
 	cJSON_AddNumberToObject(m, "seq", (double)bot->up_seq);
 	cJSON_AddStringToObject(m, "ds_session", bot->ds_session);
 	cJSON_AddNumberToObject(m, "ds_seq", (double)bot->ds_seq);
 	cJSON_AddNumberToObject(m, "saved_ms", (double)hl_now_ms());
+	if (bot->guild_events)
+		cJSON_AddItemReferenceToObject(m, "guild_events",
+		                               bot->guild_events);
 	text = cJSON_PrintUnformatted(m);
 	cJSON_Delete(m);
 	return text;
 }
 
 /*
+ * A guild event changed what the bot keeps of a guild. A mark carries the
+ * changes since the snapshot, so that a session restored from both knows
+ * its guilds as they were at the mark's sequence; a new guild, a guild
+ * gone, or more than MARK_EVENTS_MAX bytes of changes have the snapshot
+ * saved whole instead.
+ */
+void hl_session_guild_changed(hl_bot *bot, const char *t, cJSON *d)
+{
+	cJSON *e;
+	char *text;
+
+	if (bot->eng->disk == NULL || bot->snapshot_now)
+		return;
+	if (strcmp(t, "GUILD_CREATE") == 0 || strcmp(t, "GUILD_DELETE") == 0)
+		goto whole;
+	text = cJSON_PrintUnformatted(d);
+	if (text == NULL)
+		goto whole;
+	bot->guild_events_bytes += strlen(text) + strlen(t) + 16;
+	free(text);
+	if (bot->guild_events_bytes > MARK_EVENTS_MAX)
+		goto whole;
+	if (bot->guild_events == NULL)
+		bot->guild_events = cJSON_CreateArray();
+	e = cJSON_CreateObject();
+	if (bot->guild_events == NULL || e == NULL) {
+		cJSON_Delete(e);
+		goto whole;
+	}
+	cJSON_AddStringToObject(e, "t", t);
+	cJSON_AddItemToObject(e, "d", cJSON_Duplicate(d, 1));
+	cJSON_AddItemToArray(bot->guild_events, e);
+	return;
+
+whole:
+	bot->snapshot_now = 1;
+}
+
+static void clear_guild_events(hl_bot *bot)
+{
+	cJSON_Delete(bot->guild_events);
+	bot->guild_events = NULL;
+	bot->guild_events_bytes = 0;
+}
+
+/*
  * Saves every session that moved since its last checkpoint, at most once
  * a second each, and every quiet one once a minute; or all of them now
  * when final is set (engine stop). Most saves are only the session's
- * position, in the small mark file; the snapshot (READY and the guilds)
- * is written for a new session at once, and after guild changes at most
- * every SNAPSHOT_EVERY_MS, so a bot in many large guilds does not rewrite
- * megabytes a second while events flow. A process killed in between
- * leaves a snapshot whose guilds miss up to that many seconds of changes.
+ * position, in the small mark file, with the guild changes since the
+ * snapshot; the snapshot (READY and the guilds) is written whole for a
+ * new session, a new or deleted guild, a mark that would grow too large,
+ * and at the end, so a bot in many large guilds does not rewrite
+ * megabytes a second while events flow.
  */
 void hl_session_checkpoint(hl_engine *eng, int final)
 {
@@ -651,10 +733,7 @@ void hl_session_checkpoint(hl_engine *eng, int final)
 			continue;
 		moved = bot->saved_seq != bot->up_seq ||
 		        bot->saved_ds_seq != bot->ds_seq;
-		whole = final || bot->snapshot_now ||
-		        bot->snapshot_at_ms == 0 ||
-		        (bot->session_changed &&
-		         now - bot->snapshot_at_ms >= SNAPSHOT_EVERY_MS);
+		whole = final || bot->snapshot_now || !bot->snapshot_id[0];
 		/* A quiet session is saved again now and then, so that its
 		 * time says it was alive, and always at the end. */
 		if (!final && !moved && !whole &&
@@ -673,9 +752,8 @@ void hl_session_checkpoint(hl_engine *eng, int final)
 		bot->saved_ds_seq = bot->ds_seq;
 		bot->saved_at_ms = now;
 		if (whole) {
-			bot->snapshot_at_ms = now;
-			bot->session_changed = 0;
 			bot->snapshot_now = 0;
+			clear_guild_events(bot);
 		}
 	}
 }
@@ -688,8 +766,8 @@ void hl_session_forget(hl_bot *bot)
 	submit_file(bot->eng, bot, "json", NULL);
 	submit_file(bot->eng, bot, "mark", NULL);
 	bot->saved_seq = 0;
-	bot->session_changed = 0;
-	bot->snapshot_at_ms = 0;
+	bot->snapshot_id[0] = '\0';
+	clear_guild_events(bot);
 }
 
 /*

@@ -124,6 +124,7 @@ void hl_bot_free(hl_bot *bot)
 	free(bot->ready_d);
 	cJSON_Delete(bot->guilds);
 	cJSON_Delete(bot->held);
+	cJSON_Delete(bot->guild_events);
 	free(bot);
 }
 
@@ -543,7 +544,6 @@ static void on_ready(hl_bot *bot, cJSON *d)
 	bot->ready_d = cJSON_PrintUnformatted(d);
 	cJSON_Delete(bot->guilds);
 	bot->guilds = cJSON_CreateObject();
-	bot->session_changed = 1;
 	bot->snapshot_now = 1;
 	bot->up_state = UP_READY;
 	bot->ready_since_ms = hl_mono_ms();
@@ -601,7 +601,7 @@ static void on_dispatch(hl_bot *bot, cJSON *msg, int has_cdn)
 		return;
 	} else if (changes_guild(t->valuestring, strlen(t->valuestring))) {
 		if (hl_guild_event(bot->guilds, t->valuestring, d))
-			bot->session_changed = 1;
+			hl_session_guild_changed(bot, t->valuestring, d);
 	}
 	if (has_cdn)
 		hl_rewrite_cdn(d, bot->eng->origin);

@@ -24,9 +24,15 @@ function load(library = LIBRARY) {
     handoverVersion: lib.func("int hl_handover_version(void)"),
     detach: lib.func("void *hl_detach(void *engine, void *err, size_t len)"),
     attach: lib.func("void *hl_attach(const char *cfg, void *handover, void *err, size_t len)"),
+    closeHandover: lib.func("void hl_handover_close(void *handover)"),
   };
   abis.set(library, abi);
   return abi;
+}
+
+// Ends a handover no engine took (see hl_handover_close).
+export function closeHandover(handover, library = LIBRARY) {
+  load(library).closeHandover(handover);
 }
 
 const cText = (buf) => buf.toString("utf8").replace(/\0.*$/s, "");

@@ -13,7 +13,8 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 
 import { startFake } from "../fake-discord/client.mjs";
-import { GatewayClient, LIBRARY, configFor, sleep, startEngine, waitFor } from "./engine.mjs";
+import { GatewayClient, LIBRARY, closeHandover, configFor, sleep, startEngine, waitFor }
+  from "./engine.mjs";
 
 const HEARTBEAT_MS = 1000;
 
@@ -193,6 +194,28 @@ describe("a new build taking over a running engine", () => {
       assert.equal(rec.connects.length, 2, "no new connection upstream");
       assert.equal(rec.drops.length, 0);
       assert.equal(rec.resumes.length, 0);
+    });
+  });
+
+  test("a handover nobody takes is saved: a later engine RESUMEs it, nothing twice", async () => {
+    await withEngine(async ({ fake, config, clients, engines }) => {
+      for (const n of [1, 2, 3]) await fake.dm(0, `before ${n}`);
+      await waitFor("three messages", () => contents(clients[0]).length === 3);
+      clients[0].send({ op: 1, d: clients[0].seq }); // the host confirms them
+      await sleep(300);
+      closeHandover(engines[0].detach());
+      const port = Number(new URL(engines[0].origin).port);
+      engines.push(startEngine({ ...config, listen_port: port }));
+      await waitFor("the host cut", () => clients[0].closed !== null);
+      clients[0].resume();
+      await waitFor("RESUMED", () => clients[0].dispatches("RESUMED")[0]);
+      await sleep(500);
+      assert.ok(!clients[0].frames.some((f) => f.op === 9), "no invalid session");
+      assert.deepEqual(contents(clients[0]), [], "nothing the host had is sent again");
+      await fake.dm(0, "after");
+      await waitFor("a message after", () => contents(clients[0]).includes("after"));
+      const rec = await fake.record();
+      assert.equal(rec.identifies.length, 2, "no IDENTIFY but the first two");
     });
   });
 

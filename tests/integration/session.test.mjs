@@ -154,6 +154,17 @@ describe("sessions across a restart", () => {
       assert.ok(statSync(join(stateDir, mark)).mtimeMs > before.mtimeMs);
       assert.ok(statSync(join(stateDir, mark)).size < 512);
 
+      // A change to the guild goes in the mark; a new guild has the
+      // snapshot saved whole. Then the host dies at once.
+      await fake.dispatch(0, "CHANNEL_CREATE", { id: "9999", guild_id: "4242", name: "made later" });
+      await sleep(1500);
+      assert.equal(statSync(join(stateDir, snapshot())).mtimeMs, before.mtimeMs);
+      assert.match(readFileSync(join(stateDir, mark), "utf8"), /made later/);
+      await fake.dispatch(0, "GUILD_CREATE", { id: "5555", name: "new guild", channels: [] });
+      await fake.dm(0, "after the new guild");
+      await waitFor("the last message", () => contents(first).includes("after the new guild"));
+      await sleep(1500);
+
       await first.kill("SIGKILL");
       await fake.dm(0, "while the host was down");
       const second = start();
@@ -161,7 +172,10 @@ describe("sessions across a restart", () => {
       await sleep(500);
       assert.deepEqual(contents(second), ["while the host was down"],
         "resumed from the mark: nothing the first host had is sent again");
-      assert.equal(second.dispatches("GUILD_CREATE")[0]?.d.channels.length, 2000);
+      const guilds = Object.fromEntries(second.dispatches("GUILD_CREATE").map((f) => [f.d.id, f.d]));
+      assert.equal(guilds["4242"]?.channels.length, 2001);
+      assert.equal(guilds["4242"].channels.at(-1).name, "made later");
+      assert.equal(guilds["5555"]?.name, "new guild");
       const rec = await fake.record();
       assert.equal(rec.identifies.length, 1);
       assert.equal(rec.resumes.filter((r) => r.ok).length, 1);

@@ -349,6 +349,16 @@ static void guild_events_fold_into_the_snapshot(void)
 	                  "{\"guild_id\":\"1\",\"user\":{\"id\":\"31\"}}"));
 	CHECK(cJSON_GetArraySize(
 	              cJSON_GetObjectItemCaseSensitive(g, "members")) == 1);
+	/* An archived thread leaves the list of active ones. */
+	CHECK(guild_event(guilds, "THREAD_CREATE",
+	                  "{\"id\":\"40\",\"guild_id\":\"1\"}"));
+	CHECK(cJSON_GetArraySize(
+	              cJSON_GetObjectItemCaseSensitive(g, "threads")) == 1);
+	CHECK(guild_event(guilds, "THREAD_UPDATE",
+	                  "{\"id\":\"40\",\"guild_id\":\"1\","
+	                  "\"thread_metadata\":{\"archived\":true}}"));
+	CHECK(cJSON_GetArraySize(
+	              cJSON_GetObjectItemCaseSensitive(g, "threads")) == 0);
 	CHECK(guild_event(guilds, "GUILD_DELETE", "{\"id\":\"1\"}"));
 	CHECK(cJSON_GetObjectItemCaseSensitive(guilds, "1") == NULL);
 	cJSON_Delete(guilds);
