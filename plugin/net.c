@@ -13,6 +13,13 @@
  * (libwebsockets' "foreign loop" mode): a wake-up then costs in
  * proportion to the sockets that are ready, not to every socket open,
  * which with a thousand bots is two thousand.
+ *
+ * A context can outlive its engine: a detached engine's net thread ends
+ * by handing the context, the loop and the live upstream connections to
+ * a handover (hand_over), and the net thread of the engine that attaches
+ * begins by taking them (take_over), which is how a new build of the
+ * library goes on with the sessions of the one before. The context's
+ * user data therefore names the engine that serves it now (hl_owner).
  */
 #include <errno.h>
 #include <stdio.h>
