@@ -8,7 +8,10 @@
  * its head), and plain HTTP connections are relayed, one request at a
  * time, to the engine's inner HTTP port with the body de-chunked and a
  * Content-Length set. Keep-alive with the host is kept; each inner
- * request uses a fresh loopback connection.
+ * request uses a fresh loopback connection. When a new build takes the
+ * engine over, the front is released instead of stopped: it stops
+ * accepting, lets each connection finish the request it is in, and
+ * hands its listening socket, backlog and all, to the next front.
  *
  * Threads: one acceptor, and one thread per host HTTP connection, which
  * may block on its sockets freely; none of them touches libwebsockets
