@@ -300,10 +300,7 @@ HL_EXPORT hl_handover *hl_detach(hl_engine *eng, char *err, size_t errlen)
 	hl_disk_stop(eng->disk);
 	hl_rest_stop(eng->rest);
 	/* The network context is the handover's now. */
-	eng->lws = NULL;
-	eng->loop = NULL;
-	eng->tls = NULL;
-	eng->owner = NULL;
+	hl_net_unborrow(eng);
 	take_logs(eng, ho);
 	engine_free(eng);
 	return ho;

@@ -794,6 +794,7 @@ void hl_net_borrow(hl_engine *eng)
 	         eng->port);
 }
 
+/* The engine lets go of the network context it was lent, or handed on. */
 void hl_net_unborrow(hl_engine *eng)
 {
 	eng->lws = NULL;
