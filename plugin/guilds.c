@@ -63,7 +63,7 @@ static const char *item_id(cJSON *item)
 	                      "id");
 }
 
-/* The item of the guild's list `name` with that id, or NULL. */
+/* The item of a guild's list with that id, or NULL. */
 static cJSON *find_item(cJSON *list, const char *id)
 {
 	cJSON *item;
@@ -75,6 +75,17 @@ static cJSON *find_item(cJSON *list, const char *id)
 			return item;
 	}
 	return NULL;
+}
+
+/* Sets obj's field of field's name to a copy of field. */
+static void put_field(cJSON *obj, const cJSON *field)
+{
+	cJSON *copy = cJSON_Duplicate(field, 1);
+
+	if (copy &&
+	    !cJSON_ReplaceItemInObjectCaseSensitive(obj, field->string, copy) &&
+	    !cJSON_AddItemToObject(obj, field->string, copy))
+		cJSON_Delete(copy);
 }
 
 static cJSON *list_of(cJSON *guild, const char *name)
@@ -98,14 +109,8 @@ static int upsert(cJSON *guild, const char *name, cJSON *item, int merge)
 		return 0;
 	old = find_item(list, id);
 	if (merge && old) {
-		cJSON_ArrayForEach (field, item) {
-			copy = cJSON_Duplicate(field, 1);
-			if (copy &&
-			    !cJSON_ReplaceItemInObjectCaseSensitive(
-			            old, field->string, copy) &&
-			    !cJSON_AddItemToObject(old, field->string, copy))
-				cJSON_Delete(copy);
-		}
+		cJSON_ArrayForEach (field, item)
+			put_field(old, field);
 		cJSON_DeleteItemFromObjectCaseSensitive(old, "guild_id");
 		return 1;
 	}
@@ -144,7 +149,7 @@ static void count_members(cJSON *guild, int by)
 /* GUILD_UPDATE: the guild's own fields, its lists untouched. */
 static int update_guild(cJSON *guild, cJSON *d)
 {
-	cJSON *field, *copy;
+	cJSON *field;
 
 	cJSON_ArrayForEach (field, d) {
 		if (cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(
@@ -154,24 +159,18 @@ static int update_guild(cJSON *guild, cJSON *d)
 		    strcmp(field->string, "roles") != 0 &&
 		    strcmp(field->string, "features") != 0)
 			continue;
-		copy = cJSON_Duplicate(field, 1);
-		if (copy &&
-		    !cJSON_ReplaceItemInObjectCaseSensitive(
-		            guild, field->string, copy) &&
-		    !cJSON_AddItemToObject(guild, field->string, copy))
-			cJSON_Delete(copy);
+		put_field(guild, field);
 	}
 	return 1;
 }
 
 static int replace_list(cJSON *guild, const char *name, cJSON *d)
 {
-	cJSON *list = cJSON_GetObjectItemCaseSensitive(d, name), *copy;
+	cJSON *list = cJSON_GetObjectItemCaseSensitive(d, name);
 
-	if (!cJSON_IsArray(list) || (copy = cJSON_Duplicate(list, 1)) == NULL)
+	if (!cJSON_IsArray(list))
 		return 0;
-	cJSON_DeleteItemFromObjectCaseSensitive(guild, name);
-	cJSON_AddItemToObject(guild, name, copy);
+	put_field(guild, list);
 	return 1;
 }
 
