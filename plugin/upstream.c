@@ -18,6 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #include "internal.h"
 
 /* Our close code when we end a connection but keep the session. */
@@ -686,6 +689,21 @@ static void on_message(hl_bot *bot, const char *text, size_t len)
 	cJSON_Delete(msg);
 }
 
+/*
+ * What libwebsockets says of a failed TLS handshake is OpenSSL's error
+ * queue, which for a certificate that does not verify holds no reason a
+ * person can read; the verification result says which check failed.
+ */
+static const char *connect_error(struct lws *wsi, const char *said)
+{
+	SSL *ssl = lws_get_ssl(wsi);
+	long verified = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+
+	if (verified != X509_V_OK)
+		return X509_verify_cert_error_string(verified);
+	return said ? said : "unknown";
+}
+
 /* The connection is gone; decide what comes next. */
 static void on_closed(hl_bot *bot, const char *why)
 {
@@ -772,7 +790,7 @@ int hl_up_callback(struct lws *wsi, enum lws_callback_reasons reason, void *in,
 	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
 		hl_logf(bot->eng->log, HL_WARN,
 		        "upstream connection failed bot=%s error=\"%s\"",
-		        bot->token_hash, in ? (const char *)in : "unknown");
+		        bot->token_hash, connect_error(wsi, in));
 		if (bot->up_wsi == wsi || bot->up_wsi == NULL)
 			on_closed(bot, "connect_error");
 		return 0;

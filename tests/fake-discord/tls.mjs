@@ -24,9 +24,9 @@ function makeCa(dir) {
   ], dir);
 }
 
-function makeServerCert(dir) {
+function makeServerCert(dir, caDir = dir, altNames = "DNS:localhost,IP:127.0.0.1") {
   writeFileSync(join(dir, "server.ext"), [
-    "subjectAltName=DNS:localhost,IP:127.0.0.1",
+    `subjectAltName=${altNames}`,
     "basicConstraints=CA:FALSE",
     "keyUsage=critical,digitalSignature,keyEncipherment",
     "extendedKeyUsage=serverAuth",
@@ -38,7 +38,8 @@ function makeServerCert(dir) {
     "-subj", "/CN=localhost",
   ], dir);
   openssl([
-    "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+    "x509", "-req", "-in", "server.csr", "-CA", join(caDir, "ca.pem"),
+    "-CAkey", join(caDir, "ca.key"), "-CAserial", join(dir, "ca.srl"),
     "-CAcreateserial", "-out", "server.pem", "-days", "825",
     "-extfile", "server.ext",
   ], dir);
@@ -79,4 +80,12 @@ export function ensureCertificates(dir) {
     key: readFileSync(join(dir, "server.key")),
     cert: readFileSync(join(dir, "server.pem")),
   };
+}
+
+// A server certificate for other names (altNames, as in subjectAltName),
+// signed in dir by the CA that ensureCertificates made in caDir.
+export function certificateFor(caDir, dir, altNames) {
+  mkdirSync(dir, { recursive: true });
+  makeServerCert(dir, caDir, altNames);
+  return { key: readFileSync(join(dir, "server.key")), cert: readFileSync(join(dir, "server.pem")) };
 }

@@ -3,9 +3,14 @@
 // away without the upstream session noticing.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import tls from "node:tls";
 
 import { startFake } from "../fake-discord/client.mjs";
+import { certificateFor, ensureCertificates } from "../fake-discord/tls.mjs";
 import { GatewayClient, busyWait, configFor, sleep, startEngine, waitFor }
   from "./engine.mjs";
 
@@ -242,6 +247,56 @@ describe("engine edges", () => {
       assert.match(logs, /rest GET \/api\/v10\/users\/@me failed .*certificate/i);
     } finally {
       engine.stop();
+    }
+  });
+
+  // An engine whose gateway is a TLS server with { key, cert }: the
+  // handshake fails on the engine's side, the log says why in words, and
+  // the host gets no READY.
+  async function refusedGateway({ key, cert }, reason) {
+    let handshakes = 0;
+    const failures = [];
+    const impostor = tls.createServer({ key, cert }, (socket) => {
+      handshakes++;
+      socket.destroy();
+    });
+    impostor.on("tlsClientError", (err) => failures.push(err.message));
+    await new Promise((resolve) => impostor.listen(0, "127.0.0.1", resolve));
+    const gateway = `wss://127.0.0.1:${impostor.address().port}`;
+    const engine = startEngine({ ...configFor(fake), gateway_url: gateway });
+    const client = new GatewayClient(engine.origin.replace("http:", "ws:"),
+      fake.info.bots[0].token).identify();
+    try {
+      const logs = () => engine.logs().map((l) => l.msg).join("\n");
+      await waitFor("the refused handshake in the log", () =>
+        /upstream connection failed/.test(logs()));
+      assert.match(logs(), reason);
+      await waitFor("the server to see the handshake fail", () => failures.length >= 1);
+      assert.equal(handshakes, 0);
+      assert.equal(client.dispatches("READY").length, 0);
+    } finally {
+      await client.close();
+      engine.stop();
+      impostor.close();
+    }
+  }
+
+  test("the gateway's TLS is verified: another CA's certificate is refused", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "hl-other-ca-"));
+    try {
+      await refusedGateway(ensureCertificates(dir), /unable to get local issuer/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("the gateway's TLS is verified: a certificate for another name is refused", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "hl-other-name-"));
+    try {
+      const other = certificateFor(dirname(fake.info.ca_file), dir, "DNS:elsewhere.example");
+      await refusedGateway(other, /mismatch/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
