@@ -250,10 +250,12 @@ describe("engine edges", () => {
     }
   });
 
-  // An engine whose gateway is a TLS server with { key, cert }: the
-  // handshake fails on the engine's side, the log says why in words, and
-  // the host gets no READY.
-  async function refusedGateway({ key, cert }, reason) {
+  // An engine whose gateway is a TLS server with the { key, cert } that
+  // makeCert(dir) returns: the handshake fails on the engine's side, the
+  // log says why in words, and the host gets no READY.
+  async function refusedGateway(makeCert, reason) {
+    const dir = mkdtempSync(join(tmpdir(), "hl-refused-"));
+    const { key, cert } = makeCert(dir);
     let handshakes = 0;
     const failures = [];
     const impostor = tls.createServer({ key, cert }, (socket) => {
@@ -278,27 +280,16 @@ describe("engine edges", () => {
       await client.close();
       engine.stop();
       impostor.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   }
 
-  test("the gateway's TLS is verified: another CA's certificate is refused", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "hl-other-ca-"));
-    try {
-      await refusedGateway(ensureCertificates(dir), /unable to get local issuer/);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+  test("the gateway's TLS is verified: another CA's certificate is refused", () =>
+    refusedGateway(ensureCertificates, /unable to get local issuer/));
 
-  test("the gateway's TLS is verified: a certificate for another name is refused", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "hl-other-name-"));
-    try {
-      const other = certificateFor(dirname(fake.info.ca_file), dir, "DNS:elsewhere.example");
-      await refusedGateway(other, /mismatch/);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+  test("the gateway's TLS is verified: a certificate for another name is refused", () =>
+    refusedGateway((dir) => certificateFor(dirname(fake.info.ca_file), dir,
+      "DNS:elsewhere.example"), /mismatch/));
 
   test("tls_groups limits the key exchange; a group TLS lacks is refused", async () => {
     const engine = startEngine({ ...configFor(fake), tls_groups: "X25519" });
